@@ -1,0 +1,125 @@
+"""The validated, typed configuration every other layer consumes.
+
+Frozen dataclasses so a reload swaps one object for another atomically and nothing can mutate the
+config in force behind the supervisor's back. Units are normalised here: seconds, bytes, CPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from planctond import constants as C
+
+
+class PullPolicy(StrEnum):
+    ALWAYS = "always"
+    MISSING = "missing"
+    NEVER = "never"
+
+
+@dataclass(frozen=True)
+class DeviceMapping:
+    host: str
+    container: str
+    perms: str = "rwm"
+
+    def docker_form(self) -> str:
+        return f"{self.host}:{self.container}:{self.perms}"
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    name: str
+    image: str = C.DEFAULT_IMAGE
+    pull: PullPolicy = PullPolicy.MISSING
+    pull_refresh: float = (
+        C.DEFAULT_PULL_REFRESH
+    )  # seconds between re-pulls under "always"/"missing"
+    command: tuple[str, ...] = C.DEFAULT_COMMAND
+    entrypoint: tuple[str, ...] | None = None
+    cpus: float = C.DEFAULT_CPUS
+    memory: int = C.DEFAULT_MEMORY  # bytes; 0 = no limit
+    swap: int = 0  # bytes of swap on top of memory (MemorySwap = memory + swap)
+    max_pilots: str = C.DEFAULT_MAX_PILOTS  # expression source, validated at load
+    run_when: str = C.DEFAULT_RUN_WHEN  # expression source, validated at load
+    per_tick: int = C.DEFAULT_PER_TICK
+    ttl: float = C.DEFAULT_TTL
+    stop_grace: float = C.DEFAULT_STOP_GRACE
+    network_mode: str = "bridge"
+    env: tuple[tuple[str, str], ...] = ()
+    binds: tuple[str, ...] = ()  # docker "host:ctr[:ro|rw]" strings
+    devices: tuple[DeviceMapping, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    security_opts: tuple[str, ...] = ()
+    user: str | None = None  # "uid:gid"
+    privileged: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    nowork_exit_codes: frozenset[int] = frozenset()
+    # Safe defaults, each overridable.
+    pids_limit: int = C.DEFAULT_PIDS_LIMIT
+    oom_score_adj: int = C.DEFAULT_OOM_SCORE_ADJ
+    no_new_privileges: bool = True
+    init: bool = True
+    # Back-off for pools whose pilots keep failing fast.
+    fail_window: float = C.DEFAULT_FAIL_WINDOW  # a failing exit sooner than this counts
+    backoff_min: float = C.DEFAULT_BACKOFF_MIN
+    backoff_max: float = C.DEFAULT_BACKOFF_MAX
+
+    def spec_fields(self) -> dict[str, object]:
+        """What a pilot container is made of: a change here makes running pilots outdated."""
+        return {
+            "image": self.image,
+            "command": list(self.command),
+            "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
+            "network_mode": self.network_mode,
+            "env": [list(kv) for kv in self.env],
+            "binds": list(self.binds),
+            "devices": [d.docker_form() for d in self.devices],
+            "cap_add": list(self.cap_add),
+            "cap_drop": list(self.cap_drop),
+            "security_opts": list(self.security_opts),
+            "user": self.user,
+            "privileged": self.privileged,
+            "labels": [list(kv) for kv in self.labels],
+            "pids_limit": self.pids_limit,
+            "oom_score_adj": self.oom_score_adj,
+            "no_new_privileges": self.no_new_privileges,
+            "init": self.init,
+        }
+
+
+@dataclass(frozen=True)
+class OwnerConfig:
+    reserve: float = C.DEFAULT_OWNER_RESERVE  # CPUs always left to the owner
+    margin: float = C.DEFAULT_OWNER_MARGIN  # hysteresis between "fits" and "give way", CPUs
+    reserve_memory: int = C.DEFAULT_RESERVE_MEMORY  # bytes of MemAvailable always left to the owner
+    grace_kill: float = C.DEFAULT_GRACE_KILL
+    grace_spawn: float = C.DEFAULT_GRACE_SPAWN
+    freeze: float = C.DEFAULT_FREEZE  # 0 = never freeze, stop at once
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    url: str | None = None  # None = docker-py's from_env (DOCKER_HOST or the default socket)
+    cgroup_parent: str | None = None  # None = derive from the engine's cgroup driver
+    stop_pilots_on_exit: bool = True  # SIGTERM: stop pilots (False: leave them for adoption)
+
+
+@dataclass(frozen=True)
+class Config:
+    pools: tuple[PoolConfig, ...] = (PoolConfig(name=C.DEFAULT_POOL_NAME),)
+    tick: float = C.DEFAULT_TICK
+    config_check: float = C.DEFAULT_CONFIG_CHECK
+    owner: OwnerConfig = field(default_factory=OwnerConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
+    state_dir: str = C.DEFAULT_STATE_DIR
+    source: str | None = None  # the file this came from; None = built-in defaults
+    warnings: tuple[str, ...] = ()  # deprecations etc., logged once at load
+
+    def pool(self, name: str) -> PoolConfig | None:
+        for p in self.pools:
+            if p.name == name:
+                return p
+        return None

@@ -1,0 +1,66 @@
+"""Every public name and default in one place, so the daemon, the D-Bus skin, planctonctl and the
+packages cannot drift apart (tuned keeps its names the same way)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- files and directories -------------------------------------------------------------------
+DEFAULT_CONFIG_PATH: Final = "/etc/plancton/config.yaml"
+DEFAULT_STATE_DIR: Final = "/var/lib/planctond"
+STATE_FILE_NAME: Final = "state.json"
+INSTANCE_FILE_NAME: Final = "instance-id"
+
+# --- Docker labels: pilots are found by label, never by name ----------------------------------
+LABEL_MANAGED: Final = "org.plancton.managed"
+LABEL_POOL: Final = "org.plancton.pool"
+LABEL_INSTANCE: Final = "org.plancton.instance"
+LABEL_SPEC: Final = "org.plancton.spec"
+LABEL_CPUS: Final = "org.plancton.cpus"
+PILOT_NAME_PREFIX: Final = "plancton-"
+
+# --- cgroups -----------------------------------------------------------------------------------
+# The idle parent of every pilot. cgroupfs driver: a path under each controller's root;
+# systemd driver: a slice unit (Docker requires the ".slice" name there).
+CGROUP_PARENT_CGROUPFS: Final = "/planctond"
+CGROUP_PARENT_SYSTEMD: Final = "planctond.slice"
+
+# --- D-Bus -------------------------------------------------------------------------------------
+BUS_NAME: Final = "org.plancton"
+OBJECT_PATH: Final = "/org/plancton"
+INTERFACE: Final = "org.plancton.Manager1"
+ERROR_PREFIX: Final = "org.plancton.Error"
+ADMIN_GROUP: Final = "plancton-admin"
+
+# --- systemd -----------------------------------------------------------------------------------
+UNIT_NAME: Final = "planctond.service"
+SERVICE_USER: Final = "plancton"
+
+# --- defaults of the public config schema (seconds, bytes, CPUs) -------------------------------
+DEFAULT_TICK: Final = 10.0
+DEFAULT_CONFIG_CHECK: Final = 60.0
+DEFAULT_OWNER_RESERVE: Final = 0.5
+DEFAULT_OWNER_MARGIN: Final = 0.25
+DEFAULT_GRACE_KILL: Final = 120.0
+DEFAULT_GRACE_SPAWN: Final = 60.0
+DEFAULT_FREEZE: Final = 30.0
+DEFAULT_RESERVE_MEMORY: Final = 512 * 1024 * 1024
+DEFAULT_POOL_NAME: Final = "default"
+DEFAULT_IMAGE: Final = "busybox:latest"
+DEFAULT_COMMAND: Final = ("sleep", "60")
+DEFAULT_CPUS: Final = 1.0
+DEFAULT_MEMORY: Final = 2 * 1000 * 1000 * 1000
+DEFAULT_MAX_PILOTS: Final = "ncpus - 2"
+DEFAULT_RUN_WHEN: Final = "true"
+DEFAULT_PER_TICK: Final = 4
+DEFAULT_TTL: Final = 12 * 3600.0
+DEFAULT_STOP_GRACE: Final = 30.0
+DEFAULT_PULL_REFRESH: Final = 12 * 3600.0
+DEFAULT_PIDS_LIMIT: Final = 4096
+DEFAULT_OOM_SCORE_ADJ: Final = 1000
+DEFAULT_FAIL_WINDOW: Final = 60.0
+DEFAULT_BACKOFF_MIN: Final = 10.0
+DEFAULT_BACKOFF_MAX: Final = 1800.0
+
+# Exit codes Docker reports for pilots we stopped ourselves (SIGTERM / SIGKILL).
+SIGNAL_EXIT_CODES: Final = frozenset({137, 143})

@@ -1,0 +1,99 @@
+"""Plain data the policy decides on and the actions it returns.
+
+No I/O types here: the supervisor translates Docker containers and sensor readings into these, so
+the policy can be driven by hypothesis-generated traces as easily as by a real host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class RunState(StrEnum):
+    """The admin-facing state of the daemon (persisted across restarts)."""
+
+    ACTIVE = "active"  # start pilots into spare capacity
+    DRAINING = "draining"  # no new pilots; running ones finish or reach their TTL
+    STOPPED = "stopped"  # pilots stopped, none started
+
+
+class PilotPhase(StrEnum):
+    RUNNING = "running"
+    FROZEN = "frozen"  # paused by us because the owner needs the CPU
+    STOPPING = "stopping"  # a stop was issued; not counted against capacity decisions twice
+    CREATED = "created"  # created but never started (a failed start): to be removed
+
+
+class Reason(StrEnum):
+    """Why a pilot is frozen, thawed or stopped: every action carries one."""
+
+    OWNER_CPU = "owner-cpu"
+    OWNER_MEMORY = "owner-memory"
+    OWNER_GONE = "owner-gone"  # thaw: the owner no longer needs the CPU
+    TTL = "ttl"
+    STOP_REQUESTED = "stop-requested"
+    POOL_REMOVED = "pool-removed"
+    OVER_MAX_PILOTS = "over-max-pilots"
+    NEVER_STARTED = "never-started"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """One reading of the host. CPU figures are in CPUs (1.0 = one core busy) over the last interval."""
+
+    monotonic: float
+    wall: float
+    ncpus: int
+    host_cpu: float  # all CPUs busy, pilots included
+    pilots_cpu: float  # read from the pilots' parent cgroup
+    mem_total: int
+    mem_available: int
+    swap_total: int = 0
+    variables: Mapping[str, float | bool] = field(default_factory=dict)  # for expressions
+
+    @property
+    def owner_cpu(self) -> float:
+        """What the owner (everything but pilots) used: the pilots' own load never counts."""
+        return max(0.0, self.host_cpu - self.pilots_cpu)
+
+
+@dataclass(frozen=True)
+class PilotView:
+    id: str
+    name: str
+    pool: str
+    started: float  # wall-clock seconds (epoch) the container started
+    cpus: float  # the CPU share it was given
+    phase: PilotPhase = PilotPhase.RUNNING
+    outdated: bool = False  # made from an older pool spec
+
+
+@dataclass(frozen=True)
+class StartPilots:
+    pool: str
+    count: int
+    why: str  # human words: "fits 3 more (owner 0.4 CPU, 1.1 spare)"
+
+
+@dataclass(frozen=True)
+class PilotAction:
+    pilot_id: str
+    reason: Reason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    start: tuple[StartPilots, ...] = ()
+    freeze: tuple[PilotAction, ...] = ()
+    thaw: tuple[PilotAction, ...] = ()
+    stop: tuple[PilotAction, ...] = ()  # graceful: SIGTERM, stop_grace, SIGKILL
+    remove: tuple[PilotAction, ...] = ()  # never-started leftovers
+    notes: tuple[str, ...] = ()  # why nothing was started, once-per-change messages
+
+    @property
+    def empty(self) -> bool:
+        return not (self.start or self.freeze or self.thaw or self.stop or self.remove)
