@@ -108,6 +108,18 @@ class DockerConfig:
 
 
 @dataclass(frozen=True)
+class InfluxDBTarget:
+    url: str  # base URL, e.g. https://influx.example.org:8086
+    database: str
+    verify_tls: bool = True  # False: Plancton's "insecure_https:" prefix
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    influxdb: tuple[InfluxDBTarget, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     pools: tuple[PoolConfig, ...] = (PoolConfig(name=C.DEFAULT_POOL_NAME),)
     tick: float = C.DEFAULT_TICK
@@ -115,6 +127,7 @@ class Config:
     owner: OwnerConfig = field(default_factory=OwnerConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
     state_dir: str = C.DEFAULT_STATE_DIR
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     source: str | None = None  # the file this came from; None = built-in defaults
     warnings: tuple[str, ...] = ()  # deprecations etc., logged once at load
 
