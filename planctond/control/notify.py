@@ -10,7 +10,7 @@ import logging
 import os
 import time
 
-from systemd import daemon
+import systemd.daemon as sd_daemon
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class SystemdNotifier:
             return False
         try:
             # unset_environment=False: reload and watchdog keep notifying after the first message.
-            return bool(daemon.notify(state, unset_environment=False))
+            return bool(sd_daemon.notify(state, unset_environment=False))
         except Exception as exc:  # a closed/odd socket is reported, never raised
             log.warning("sd_notify(%s) failed: %s", state.replace("\n", " "), exc)
             return False

@@ -1,0 +1,181 @@
+"""Event logging: the stderr line, the journald fields on the wire, and the catalog's ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from planctond.control import journal
+from planctond.supervisor.events import Event, EventKind
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+
+
+def started_event() -> Event:
+    return Event(
+        EventKind.PILOT_STARTED,
+        "started busybox:latest, 1 CPU",
+        pilot="plancton-default-3f2a",
+        pilot_id="3f2a" * 16,
+        pool="default",
+    )
+
+
+def test_catalog_matches_message_ids() -> None:
+    text = (ROOT / "systemd" / "planctond.catalog").read_text()
+    ids = re.findall(r"^-- ([0-9a-f]{32})$", text, re.M)
+    assert len(ids) == len(set(ids))
+    assert {uuid.UUID(i) for i in ids} == set(journal.MESSAGE_IDS.values())
+    assert set(journal.MESSAGE_IDS) == set(EventKind)
+    assert len(set(journal.MESSAGE_IDS.values())) == len(EventKind)
+    # Every @FIELD@ substitution names a field the events actually carry.
+    used = set(re.findall(r"@([A-Z_]+)@", text))
+    assert used <= {"PLANCTON_PILOT", "PLANCTON_PILOT_ID", "PLANCTON_POOL", "PLANCTON_REASON",
+                    "PLANCTON_EXIT_CODE", "PLANCTON_STATE"}  # fmt: skip
+
+
+def test_foreground_line(restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    journal.setup_logging(foreground=True)
+    journal.setup_logging(foreground=True)  # idempotent: still one line per record
+    journal.log_event(started_event())
+    journal.log_event(
+        Event(
+            EventKind.PILOT_KILLED,
+            "owner needed 100% CPU",
+            pilot="p1",
+            pool="x",
+            reason="owner-cpu",
+        )
+    )
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO pilot-started plancton-default-3f2a \(pool default\): "
+        r"started busybox:latest, 1 CPU",
+        lines[0],
+    )
+    assert lines[1].endswith("WARNING pilot-killed p1 (pool x): owner needed 100% CPU")
+
+
+def test_no_journald_falls_back_to_stderr(
+    restore_logging: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(journal, "JOURNAL_SOCKET", str(tmp_path / "absent"))
+    journal.setup_logging(foreground=False)
+    ours = [h for h in logging.getLogger().handlers if getattr(h, "_planctond_handler", False)]
+    assert len(ours) == 1
+    assert isinstance(ours[0], logging.StreamHandler)
+
+
+def test_record_carries_journal_fields(restore_logging: None) -> None:
+    """The mapping LogRecord -> JournalHandler fields, checked with the real handler class."""
+    from systemd.journal import JournalHandler
+
+    sent: list[tuple[str, dict[str, object]]] = []
+
+    def sender(message: str, /, **fields: object) -> None:
+        sent.append((message, fields))
+
+    handler = JournalHandler(sender_function=sender, SYSLOG_IDENTIFIER="planctond")
+    logger = logging.getLogger(journal.EVENT_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        journal.log_event(
+            Event(
+                EventKind.PILOT_EXITED, "exit 3", pilot="p", pilot_id="abc", pool="q", exit_code=3
+            )
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    assert len(sent) == 1
+    message, fields = sent[0]
+    assert message == "pilot-exited p (pool q): exit 3"
+    assert fields["MESSAGE_ID"] == journal.MESSAGE_IDS[EventKind.PILOT_EXITED]
+    assert fields["PLANCTON_EVENT"] == "pilot-exited"
+    assert fields["PLANCTON_EXIT_CODE"] == "3"
+    assert fields["PLANCTON_PILOT_ID"] == "abc"
+    assert fields["SYSLOG_IDENTIFIER"] == "planctond"
+    assert fields["PRIORITY"] == "6"
+
+
+# Runs inside a private mount namespace with a fresh /run, so the real libsystemd sd_journal_sendv
+# writes to our socket at the one path it knows, without touching the host.
+_WIRE_SCRIPT = textwrap.dedent(
+    """
+    import json, logging, os, socket, struct, subprocess, sys
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
+    os.makedirs("/run/systemd/journal")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("/run/systemd/journal/socket")
+    sock.settimeout(10)
+    from planctond.control import journal
+    from planctond.supervisor.events import Event, EventKind
+    journal.setup_logging(foreground=False)
+    kinds = [type(h).__name__ for h in logging.getLogger().handlers]
+    journal.log_event(Event(EventKind.PILOT_KILLED, "owner needs the CPU", pilot="plancton-default-3f2a",
+                            pilot_id="c0ffee", pool="default", reason="owner-cpu", exit_code=137))
+    data = sock.recv(65536)
+    fields = {}
+    while data:
+        nl = data.index(b"\\n")
+        line, data = data[:nl], data[nl + 1:]
+        if b"=" in line:
+            k, v = line.split(b"=", 1)
+        else:  # binary-safe form: KEY\\n<le64 size><value>\\n
+            k = line
+            (n,) = struct.unpack("<Q", data[:8])
+            v, data = data[8:8 + n], data[8 + n + 1:]
+        fields[k.decode()] = v.decode()
+    print(json.dumps({"handlers": kinds, "fields": fields}))
+    """
+)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_fields_arrive_on_journald_socket() -> None:
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _WIRE_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode != 0 and "unshare failed" in proc.stderr:
+        pytest.skip(f"no mount namespaces here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "JournalHandler" in out["handlers"]
+    f = out["fields"]
+    assert f["MESSAGE"] == "pilot-killed plancton-default-3f2a (pool default): owner needs the CPU"
+    assert f["MESSAGE_ID"] == journal.MESSAGE_IDS[EventKind.PILOT_KILLED].hex
+    assert f["PRIORITY"] == "4"
+    assert f["SYSLOG_IDENTIFIER"] == "planctond"
+    assert f["PLANCTON_EVENT"] == "pilot-killed"
+    assert f["PLANCTON_PILOT"] == "plancton-default-3f2a"
+    assert f["PLANCTON_PILOT_ID"] == "c0ffee"
+    assert f["PLANCTON_POOL"] == "default"
+    assert f["PLANCTON_REASON"] == "owner-cpu"
+    assert f["PLANCTON_EXIT_CODE"] == "137"
