@@ -1,0 +1,231 @@
+"""Where the pilots' cgroups live, and what they have used.
+
+Every pilot runs under one parent cgroup (Docker's `cgroup_parent`), so the pilots' total CPU is a
+single counter read: the parent's. The owner's CPU use is then the host's busy time minus that
+counter, which is what keeps a lone pilot's own load from being mistaken for the owner's (the
+Plancton 0.6 spawn-then-kill loop). Reading the kernel's counters directly costs microseconds;
+`docker stats` costs a round trip per container.
+
+Paths, as Docker (runc) lays them out:
+
+| driver   | cgroup v1 (per controller mount `<ctrl>`)   | cgroup v2 (unified `<root>`)           |
+|----------|---------------------------------------------|----------------------------------------|
+| cgroupfs | `<ctrl>/<parent>/<id>`                      | `<root>/<parent>/<id>`                 |
+| systemd  | `<ctrl>/<slice path>/docker-<id>.scope`     | `<root>/<slice path>/docker-<id>.scope`|
+
+where a slice path expands systemd's dashes: `a-b.slice` lives in `a.slice/a-b.slice`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+Driver = Literal["cgroupfs", "systemd"]
+DRIVERS: tuple[str, ...] = ("cgroupfs", "systemd")
+
+# Mount directories under a v1 root that are not controllers.
+_NOT_CONTROLLERS = frozenset({"unified"})
+
+
+class CgroupError(Exception):
+    """The cgroup hierarchy is not what planctond can work with; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """The host's cgroup hierarchy: v2 (one unified tree) or v1 (one mount per controller)."""
+
+    version: int
+    root: str
+    controllers: dict[str, str] = field(default_factory=dict)  # v1: controller -> mount dir
+
+    @classmethod
+    def detect(cls, root: str = "/sys/fs/cgroup") -> CgroupLayout:
+        """Tell v1 from v2 by the files the kernel puts there, so a test can point `root` at a
+        tree of plain files. A v2 tree mounted beside v1 controllers (the "hybrid" layout, e.g.
+        /sys/fs/cgroup/unified) holds no controllers: that host is v1."""
+        if os.path.isfile(os.path.join(root, "cgroup.controllers")):
+            return cls(version=2, root=root)
+        controllers: dict[str, str] = {}
+        try:
+            entries = sorted(os.listdir(root))
+        except OSError as err:
+            raise CgroupError(f"cannot read the cgroup root {root}: {err}") from err
+        for entry in entries:
+            path = os.path.join(root, entry)
+            if entry in _NOT_CONTROLLERS or not os.path.isdir(path):
+                continue
+            for name in entry.split(","):
+                # An exact mount name ("cpu" -> "cpu,cpuacct" symlink) wins over a joint one.
+                if name not in controllers or entry == name:
+                    controllers[name] = path
+        if not controllers:
+            raise CgroupError(
+                f"no cgroup hierarchy under {root}: neither cgroup.controllers (v2) "
+                "nor controller mounts (v1) found"
+            )
+        return cls(version=1, root=root, controllers=controllers)
+
+    def mount(self, controller: str) -> str | None:
+        """The directory a controller's tree starts at: its v1 mount, or the v2 root."""
+        if self.version == 2:
+            return self.root
+        return self.controllers.get(controller)
+
+    @property
+    def cpu(self) -> str | None:
+        return self.mount("cpu")
+
+    @property
+    def cpuacct(self) -> str | None:
+        return self.mount("cpuacct")
+
+    @property
+    def memory(self) -> str | None:
+        return self.mount("memory")
+
+    @property
+    def freezer(self) -> str | None:
+        return self.mount("freezer")
+
+
+def slice_path(slice_name: str) -> str:
+    """systemd nests a slice under every prefix its dashes mark: `a-b-c.slice` is
+    `a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the root."""
+    if not slice_name.endswith(".slice"):
+        raise CgroupError(
+            f"with the systemd cgroup driver the cgroup parent must be a slice name "
+            f"ending in .slice, not {slice_name!r}"
+        )
+    stem = slice_name[: -len(".slice")]
+    if stem in ("", "-"):
+        return ""
+    parts = stem.split("-")
+    return "/".join("-".join(parts[: i + 1]) + ".slice" for i in range(len(parts)))
+
+
+def parent_relpath(parent: str, driver: str) -> str:
+    """The parent's path relative to a controller's root, as Docker will use it."""
+    if driver == "systemd":
+        return slice_path(parent)
+    if driver == "cgroupfs":
+        rel = os.path.normpath("/" + parent).lstrip("/")
+        if not rel or rel == ".":
+            raise CgroupError("the pilots' cgroup parent must not be the root cgroup")
+        return rel
+    raise CgroupError(f"unknown cgroup driver {driver!r}: expected one of {', '.join(DRIVERS)}")
+
+
+def container_dirname(container_id: str, driver: str) -> str:
+    return f"docker-{container_id}.scope" if driver == "systemd" else container_id
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _read_int(path: str) -> int | None:
+    text = _read_text(path)
+    if text is None:
+        return None
+    try:
+        return int(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _stat_field(path: str, key: str) -> int | None:
+    """One `key value` line of a flat-keyed cgroup file (cpu.stat, memory.stat)."""
+    text = _read_text(path)
+    if text is None:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class PilotCgroups:
+    """Reads the pilots' usage from their common parent cgroup (and, for display, each pilot's)."""
+
+    def __init__(self, layout: CgroupLayout, parent: str, driver: str) -> None:
+        self.layout = layout
+        self.parent = parent
+        self.driver = driver
+        self.relpath = parent_relpath(parent, driver)
+
+    # --- paths ---------------------------------------------------------------------------------
+    def parent_path(self, controller: str) -> str | None:
+        mount = self.layout.mount(controller)
+        return None if mount is None else os.path.join(mount, self.relpath)
+
+    def container_paths(self, container_id: str) -> dict[str, str]:
+        """controller -> the pilot's cgroup directory (v2: one entry, "unified"). For debugging:
+        paths are computed, not checked."""
+        name = container_dirname(container_id, self.driver)
+        if self.layout.version == 2:
+            return {"unified": os.path.join(self.layout.root, self.relpath, name)}
+        return {
+            ctrl: os.path.join(mount, self.relpath, name)
+            for ctrl, mount in sorted(self.layout.controllers.items())
+        }
+
+    def _container_dir(self, controller: str, container_id: str) -> str | None:
+        base = self.parent_path(controller)
+        if base is None:
+            return None
+        path = os.path.join(base, container_dirname(container_id, self.driver))
+        if os.path.isdir(path) or len(container_id) >= 64:
+            return path
+        # A short id: find the one pilot whose full id starts with it.
+        prefix = container_dirname(container_id, self.driver).removesuffix(".scope")
+        try:
+            matches = [e for e in os.listdir(base) if e.startswith(prefix)]
+        except OSError:
+            return None
+        return os.path.join(base, matches[0]) if len(matches) == 1 else None
+
+    # --- readings ------------------------------------------------------------------------------
+    def _cpu_seconds_at(self, cgroup_dir: str | None) -> float | None:
+        if cgroup_dir is None:
+            return None
+        if self.layout.version == 2:
+            usec = _stat_field(os.path.join(cgroup_dir, "cpu.stat"), "usage_usec")
+            return None if usec is None else usec / 1e6
+        nsec = _read_int(os.path.join(cgroup_dir, "cpuacct.usage"))
+        return None if nsec is None else nsec / 1e9
+
+    def total_cpu_seconds(self) -> float | None:
+        """Cumulative CPU seconds of all pilots (the parent's counter, which includes its
+        children's); None until the parent exists."""
+        return self._cpu_seconds_at(self.parent_path("cpuacct"))
+
+    def container_cpu_seconds(self, container_id: str) -> float | None:
+        return self._cpu_seconds_at(self._container_dir("cpuacct", container_id))
+
+    def memory_bytes(self) -> int | None:
+        """The pilots' working set: usage minus inactive page cache, the figure `docker stats`
+        shows. Inactive file pages are reclaimed first under pressure, so counting them would
+        make pilots look like they hold memory the owner can in fact have."""
+        base = self.parent_path("memory")
+        if base is None:
+            return None
+        if self.layout.version == 2:
+            usage = _read_int(os.path.join(base, "memory.current"))
+            inactive = _stat_field(os.path.join(base, "memory.stat"), "inactive_file")
+        else:
+            usage = _read_int(os.path.join(base, "memory.usage_in_bytes"))
+            inactive = _stat_field(os.path.join(base, "memory.stat"), "total_inactive_file")
+        if usage is None:
+            return None
+        return max(0, usage - (inactive or 0))
