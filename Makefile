@@ -1,0 +1,63 @@
+# planctond developer entry points. Everything runs as root on Debian 12 (see README.md).
+#
+#   make setup   Debian packages + dev venv, a running Docker engine, the busybox image
+#   make run     setup, then the daemon in the foreground on its default config
+#   make lint    ruff, ruff format --check, mypy (strict), import-linter contracts
+#   make test    the test suite (starts its own private dockerd)
+#   make check   what CI runs: deps, lint, test, each timed
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEVSTACK := contrib/devstack
+PHASE := $(DEVSTACK)/phase.sh
+# Per-test limit (pytest-timeout): the slowest tests wait minutes for owner grace periods.
+PYTEST_TIMEOUT ?= 900
+PYTEST_ARGS ?=
+# Extra daemon flags for `make run`, e.g. RUN_ARGS="--config contrib/workqueue/config.yaml".
+RUN_ARGS ?=
+
+.PHONY: help deps dockerd images setup run lint test check venv-ok
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+deps:
+	$(DEVSTACK)/deps.sh
+
+dockerd:
+	$(DEVSTACK)/dockerd.sh start
+
+images: dockerd
+	$(DEVSTACK)/images.sh busybox
+
+setup: deps
+	$(MAKE) --no-print-directory images
+
+run: setup
+	$(PY) -m planctond.cli.daemon --foreground $(RUN_ARGS)
+
+venv-ok:
+	@test -x $(PY) || { echo "no $(VENV): run contrib/devstack/deps.sh (or make setup) first" >&2; exit 1; }
+
+lint: venv-ok
+	$(VENV)/bin/ruff check planctond tests
+	$(VENV)/bin/ruff format --check planctond tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# pytest's exit 5 ("no tests collected") is a failure here, like every other non-zero exit.
+test: venv-ok
+	@rc=0; $(PY) -m pytest -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$rc
+
+# Lint and tests both run even if one fails (one CI run shows every problem); any failure fails.
+check:
+	@$(PHASE) deps $(DEVSTACK)/deps.sh
+	@rc=0; \
+	$(PHASE) lint $(MAKE) --no-print-directory lint || rc=1; \
+	$(PHASE) test $(MAKE) --no-print-directory test || rc=1; \
+	exit $$rc
+
+# ----- packaging: deb and rpm targets go here (owned by the packaging work) ----------------------
