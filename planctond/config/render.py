@@ -1,0 +1,97 @@
+"""The effective config as YAML, every default filled in (`planctond --check-config FILE`).
+
+An admin sees exactly what the daemon will do, in the new schema even when the file is a Plancton
+0.6 one, so the output is also the migration: it loads back to the same `Config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from planctond.config.model import Config, PoolConfig
+from planctond.config.units import format_duration, format_size
+
+
+def _size(value: int) -> int | str:
+    text = format_size(value)
+    return int(text) if text.isdigit() else text
+
+
+def _pool(pool: PoolConfig) -> dict[str, Any]:
+    capabilities = [f"+{c}" for c in pool.cap_add] + [f"-{c}" for c in pool.cap_drop]
+    return {
+        "image": pool.image,
+        "pull": {"policy": str(pool.pull), "refresh": format_duration(pool.pull_refresh)},
+        "command": list(pool.command),
+        "entrypoint": list(pool.entrypoint) if pool.entrypoint is not None else None,
+        "cpus": pool.cpus,
+        "memory": _size(pool.memory),
+        "swap": _size(pool.swap),
+        "max_pilots": pool.max_pilots,
+        "run_when": pool.run_when,
+        "per_tick": pool.per_tick,
+        "ttl": format_duration(pool.ttl),
+        "stop_grace": format_duration(pool.stop_grace),
+        "network_mode": pool.network_mode,
+        "env": dict(pool.env),
+        "binds": list(pool.binds),
+        "devices": [d.docker_form() for d in pool.devices],
+        "capabilities": capabilities,
+        "security_opts": list(pool.security_opts),
+        "user": pool.user,
+        "privileged": pool.privileged,
+        "labels": dict(pool.labels),
+        "nowork_exit_codes": sorted(pool.nowork_exit_codes),
+        "pids_limit": pool.pids_limit,
+        "oom_score_adj": pool.oom_score_adj,
+        "no_new_privileges": pool.no_new_privileges,
+        "init": pool.init,
+        "fail_window": format_duration(pool.fail_window),
+        "backoff_min": format_duration(pool.backoff_min),
+        "backoff_max": format_duration(pool.backoff_max),
+    }
+
+
+def effective_dict(config: Config) -> dict[str, Any]:
+    """The config as plain YAML-able data in the new schema."""
+    owner = config.owner
+    return {
+        "tick": format_duration(config.tick),
+        "config_check": format_duration(config.config_check),
+        "state_dir": config.state_dir,
+        "owner": {
+            "reserve": owner.reserve,
+            "margin": owner.margin,
+            "reserve_memory": _size(owner.reserve_memory),
+            "grace_kill": format_duration(owner.grace_kill),
+            "grace_spawn": format_duration(owner.grace_spawn),
+            "freeze": format_duration(owner.freeze),
+        },
+        "docker": {
+            "url": config.docker.url,
+            "cgroup_parent": config.docker.cgroup_parent,
+            "stop_pilots_on_exit": config.docker.stop_pilots_on_exit,
+        },
+        "monitoring": {
+            "influxdb": [
+                {"url": t.url, "database": t.database, "verify_tls": t.verify_tls}
+                for t in config.monitoring.influxdb
+            ]
+        },
+        "pools": {pool.name: _pool(pool) for pool in config.pools},
+    }
+
+
+def render_effective(config: Config) -> str:
+    """YAML of the full effective config, then the load warnings as comments."""
+    origin = config.source or "built-in defaults"
+    header = f"# effective planctond configuration (from {origin})\n"
+    body = yaml.safe_dump(
+        effective_dict(config), sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
+    warnings = "".join(
+        f"# warning: {line}\n" for warning in config.warnings for line in warning.splitlines()
+    )
+    return header + body + warnings
