@@ -1,0 +1,598 @@
+"""org.plancton.Manager1 over a real dbus-daemon with the shipped policy, against a test Controller:
+every method, property, signal and error, second-uid callers, malformed calls, introspection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from dbus_next import introspection as intr
+from dbus_next.aio.message_bus import MessageBus
+from dbus_next.constants import MessageFlag, MessageType
+from dbus_next.message import Message
+
+from planctond.constants import BUS_NAME, INTERFACE, OBJECT_PATH
+from planctond.control import dbus_errors
+from planctond.control.authz import Authorizer
+from planctond.control.dbus_service import BusNameError, DBusService, serve
+from planctond.supervisor.api import PilotInfo
+from planctond.supervisor.events import Event, EventKind
+from tests.support.dbus_daemon import (
+    ROOT,
+    PrivateBus,
+    as_user,
+    private_system_bus,
+    unavailable_reason,
+)
+from tests.support.fake_controller import FakeController
+
+pytestmark = [
+    pytest.mark.dbus,
+    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+    pytest.mark.timeout(120),
+]
+
+T = TypeVar("T")
+STATE_CHANGING = ["Start", "Drain", "Resume", "Stop", "Reload"]
+
+
+@pytest.fixture
+def bus() -> Iterator[PrivateBus]:
+    with private_system_bus() as b:
+        yield b
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+class Client:
+    """A plain dbus-next connection that records the signals from /org/plancton."""
+
+    def __init__(self, bus: MessageBus) -> None:
+        self.bus = bus
+        self.signals: list[Message] = []
+        self._arrived = asyncio.Event()
+
+    @classmethod
+    async def connect(cls, address: str) -> Client:
+        c = cls(await MessageBus(bus_address=address).connect())
+        c.bus.add_message_handler(c._on_message)
+        await c.call_bus("AddMatch", "s", [f"type='signal',path='{OBJECT_PATH}'"])
+        return c
+
+    def _on_message(self, msg: Message) -> bool:
+        if msg.message_type is MessageType.SIGNAL and msg.path == OBJECT_PATH:
+            self.signals.append(msg)
+            self._arrived.set()
+        return False
+
+    async def call_bus(
+        self, member: str, signature: str = "", body: list[Any] | None = None
+    ) -> Message:
+        reply = await self.bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member=member,
+                signature=signature,
+                body=body or [],
+            )
+        )
+        assert reply is not None
+        return reply
+
+    async def call(
+        self,
+        member: str,
+        signature: str = "",
+        body: list[Any] | None = None,
+        interface: str = INTERFACE,
+        flags: MessageFlag = MessageFlag.NONE,
+    ) -> Message | None:
+        return await self.bus.call(
+            Message(
+                destination=BUS_NAME,
+                path=OBJECT_PATH,
+                interface=interface,
+                member=member,
+                signature=signature,
+                body=body or [],
+                flags=flags,
+            )
+        )
+
+    async def ok(self, member: str, signature: str = "", body: list[Any] | None = None, interface: str = INTERFACE) -> list[Any]:  # fmt: skip
+        reply = await self.call(member, signature, body, interface)
+        assert reply is not None
+        assert reply.message_type is MessageType.METHOD_RETURN, (reply.error_name, reply.body)
+        return list(reply.body)
+
+    async def error(self, member: str, signature: str = "", body: list[Any] | None = None, interface: str = INTERFACE) -> tuple[str, str]:  # fmt: skip
+        reply = await self.call(member, signature, body, interface)
+        assert reply is not None
+        assert reply.message_type is MessageType.ERROR, reply.body
+        return str(reply.error_name), str(reply.body[0] if reply.body else "")
+
+    async def wait_signal(self, member: str, timeout: float = 10) -> Message:
+        async def find() -> Message:
+            while True:
+                for m in self.signals:
+                    if m.member == member:
+                        self.signals.remove(m)
+                        return m
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+
+@contextlib.asynccontextmanager
+async def served(
+    bus: PrivateBus, controller: FakeController | None = None, authorizer: Authorizer | None = None
+) -> AsyncIterator[tuple[FakeController, DBusService, Client]]:
+    ctrl = controller or FakeController()
+    server = await MessageBus(bus_address=bus.address).connect()
+    service = await serve(ctrl, server, authorizer)
+    client = await Client.connect(bus.address)
+    try:
+        yield ctrl, service, client
+    finally:
+        service.close()
+        client.bus.disconnect()
+        server.disconnect()
+
+
+async def run_as(user: str, group: str, argv: list[str], bus: PrivateBus) -> tuple[int, str, str]:
+    """Run a client as another uid without blocking the loop the service runs on."""
+    proc = await asyncio.create_subprocess_exec(
+        *as_user(user, group, argv),
+        env=bus.env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+_CALL_SCRIPT = """
+import asyncio, json, sys
+from dbus_next import BusType, Message, MessageType
+from dbus_next.aio.message_bus import MessageBus
+async def main():
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    reply = await bus.call(Message(destination="org.plancton", path="/org/plancton",
+                                   interface="org.plancton.Manager1", member=sys.argv[1]))
+    print(json.dumps([reply.error_name, reply.body[0] if reply.body else None]))
+asyncio.run(main())
+"""
+
+
+async def call_as(user: str, group: str, member: str, bus: PrivateBus) -> tuple[str | None, Any]:
+    """(error name or None, first reply value) of a Manager1 call made by another uid."""
+    rc, out, err = await run_as(user, group, [sys.executable, "-c", _CALL_SCRIPT, member], bus)
+    assert rc == 0, err
+    name, value = json.loads(out)
+    return name, value
+
+
+def busctl(bus: PrivateBus, *args: str) -> list[str]:
+    return ["busctl", f"--address={bus.address}", *args]
+
+
+def manager(bus: PrivateBus, method: str, *args: str) -> list[str]:
+    return busctl(bus, "call", BUS_NAME, OBJECT_PATH, INTERFACE, method, *args)
+
+
+async def busctl_root(argv: list[str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def unwrap(value: Any) -> Any:
+    if hasattr(value, "signature") and hasattr(value, "value"):
+        return unwrap(value.value)
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+# --- methods, properties, signals ------------------------------------------------------------
+
+
+def test_state_changing_methods_signals_and_properties(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, _svc, client):
+            got = await client.ok(
+                "Get", "ss", [INTERFACE, "State"], "org.freedesktop.DBus.Properties"
+            )
+            assert unwrap(got[0]) == "active"
+            for member, state in [("Drain", "draining"), ("Stop", "stopped"), ("Start", "active"),
+                                  ("Drain", "draining"), ("Resume", "active")]:  # fmt: skip
+                assert await client.ok(member) == []
+                sig = await client.wait_signal("StateChanged")
+                assert sig.interface == INTERFACE and sig.body == [state]
+                changed = await client.wait_signal("PropertiesChanged")
+                assert changed.body[0] == INTERFACE
+                assert unwrap(changed.body[1]) == {"State": state}
+                got = await client.ok(
+                    "Get", "ss", [INTERFACE, "State"], "org.freedesktop.DBus.Properties"
+                )
+                assert unwrap(got[0]) == state
+            assert await client.ok("Reload") == []
+            assert ctrl.calls == ["drain", "stop", "start", "drain", "resume", "reload"]
+            props = unwrap(
+                (await client.ok("GetAll", "s", [INTERFACE], "org.freedesktop.DBus.Properties"))[0]
+            )
+            assert props == {"State": "active", "RunningPilots": 1}
+
+    run(scenario())
+
+
+def test_status_and_list_pilots(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        ctrl = FakeController()
+        ctrl.events.emit(Event(EventKind.PILOT_STARTED, "started", pilot="p1", pool="default"))
+        async with served(bus, ctrl) as (_ctrl, _svc, client):
+            (status,) = await client.ok("Status")
+            s = unwrap(status)
+            assert s["state"] == "active"
+            assert s["summary"] == ctrl.status().summary()
+            assert s["docker_ok"] is True
+            assert s["pilots"] == 2
+            assert s["ncpus"] == 2
+            assert s["owner_cpu"] == pytest.approx(0.25)
+            assert s["capacity_cpus"] == pytest.approx(0.5)
+            assert s["version"] == "0.1.0"
+            assert s["config_path"] == "/etc/plancton/config.yaml"
+            assert 40 <= s["uptime_s"] < 600
+            assert s["started_usec"] == round(ctrl.started * 1e6)
+            assert [p["name"] for p in s["pools"]] == ["default", "wq"]
+            assert s["pools"][1]["note"] == "backing off"
+            assert s["pools"][1]["backoff_until_usec"] > s["pools"][0]["backoff_until_usec"] == 0
+            assert s["recent_events"][-1]["event"] == "pilot-started"
+            assert s["recent_events"][-1]["pilot"] == "p1"
+
+            (pilots,) = await client.ok("ListPilots")
+            assert pilots[0][:5] == [
+                "plancton-default-3f2a",
+                "3f2a" * 16,
+                "default",
+                "running",
+                "busybox:latest",
+            ]
+            assert pilots[0][5] == round(ctrl.pilot_list[0].started * 1e6)
+            assert pilots[0][6] == pytest.approx(0.93)
+            assert pilots[1][3] == "frozen"
+
+    run(scenario())
+
+
+def test_pilot_signals_and_running_pilots(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, _svc, client):
+            ev = ctrl.events
+            ctrl.pilot_list.append(
+                PilotInfo(
+                    "abcd" * 16, "plancton-default-abcd", "default", "running", 0.0, 0.0, "busybox"
+                )
+            )
+            ev.emit(
+                Event(
+                    EventKind.PILOT_STARTED,
+                    "up",
+                    pilot="plancton-default-abcd",
+                    pilot_id="abcd" * 16,
+                    pool="default",
+                )
+            )
+            sig = await client.wait_signal("PilotStarted")
+            assert sig.body == ["plancton-default-abcd", "abcd" * 16, "default"]
+            changed = await client.wait_signal("PropertiesChanged")
+            assert unwrap(changed.body[1]) == {"RunningPilots": 2}
+
+            ev.emit(
+                Event(
+                    EventKind.PILOT_EXITED, "done", pilot="a", pilot_id="1", pool="x", exit_code=3
+                )
+            )
+            assert (await client.wait_signal("PilotExited")).body == ["a", "1", "x", 3]
+            ev.emit(
+                Event(
+                    EventKind.PILOT_STOPPED, "ttl", pilot="b", pilot_id="2", pool="x", reason="ttl"
+                )
+            )
+            assert (await client.wait_signal("PilotStopped")).body == ["b", "2", "x", "ttl", -1]
+            ev.emit(
+                Event(
+                    EventKind.PILOT_KILLED,
+                    "owner",
+                    pilot="c",
+                    pilot_id="3",
+                    pool="x",
+                    reason="owner-cpu",
+                    exit_code=137,
+                )
+            )
+            assert (await client.wait_signal("PilotKilled")).body == [
+                "c",
+                "3",
+                "x",
+                "owner-cpu",
+                137,
+            ]
+            ev.emit(
+                Event(
+                    EventKind.PILOT_FROZEN,
+                    "owner",
+                    pilot="d",
+                    pilot_id="4",
+                    pool="x",
+                    reason="owner-cpu",
+                )
+            )
+            assert (await client.wait_signal("PilotFrozen")).body == ["d", "4", "x", "owner-cpu"]
+            ev.emit(
+                Event(
+                    EventKind.PILOT_THAWED,
+                    "gone",
+                    pilot="d",
+                    pilot_id="4",
+                    pool="x",
+                    reason="owner-gone",
+                )
+            )
+            assert (await client.wait_signal("PilotThawed")).body == ["d", "4", "x", "owner-gone"]
+            # Events without a D-Bus signal are silently fine.
+            ev.emit(Event(EventKind.DOCKER_LOST, "gone"))
+            (props,) = await client.ok(
+                "Get", "ss", [INTERFACE, "RunningPilots"], "org.freedesktop.DBus.Properties"
+            )
+            assert unwrap(props) == 2
+
+    run(scenario())
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_reload_error_and_unexpected_exception_are_named_errors(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, _svc, client):
+            ctrl.reload_error = (
+                "/etc/plancton/config.yaml: pools.default.cpus: line 4: expected a number"
+            )
+            name, text = await client.error("Reload")
+            assert name == dbus_errors.FAILED
+            assert text == ctrl.reload_error
+
+            ctrl.crash = ZeroDivisionError("boom")
+            for member in ["Drain", "Status", "ListPilots"]:
+                name, text = await client.error(member)
+                assert name == dbus_errors.FAILED
+                assert "ZeroDivisionError" in text
+                assert "Traceback" not in text and "File " not in text
+            ctrl.crash = None
+            assert unwrap((await client.ok("Status"))[0])["state"] == "active"
+
+    run(scenario())
+
+
+def test_malformed_calls_are_rejected_and_the_service_lives_on(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, _svc, client):
+            name, text = await client.error("Drain", "s", ["now"])
+            assert name == dbus_errors.INVALID_ARGS and "(s)" in text
+            name, _ = await client.error("Status", "a{sv}", [{}])
+            assert name == dbus_errors.INVALID_ARGS
+            name, _ = await client.error("NoSuchMethod")
+            assert name == "org.freedesktop.DBus.Error.UnknownMethod"
+            name, _ = await client.error(
+                "Set",
+                "ssv",
+                [INTERFACE, "State", _variant("s", "x")],
+                "org.freedesktop.DBus.Properties",
+            )
+            assert name == "org.freedesktop.DBus.Error.PropertyReadOnly"
+            # The same through the standard tools.
+            rc, _, err = await busctl_root(manager(bus, "Stop", "u", "7"))
+            assert rc != 0 and "Stop takes ()" in err
+            proc = await asyncio.create_subprocess_exec(
+                "dbus-send", f"--bus={bus.address}", "--print-reply", f"--dest={BUS_NAME}", OBJECT_PATH,
+                f"{INTERFACE}.Resume", "string:x", "int32:3",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err_b = await proc.communicate()
+            assert proc.returncode != 0 and dbus_errors.INVALID_ARGS in err_b.decode()
+            # A call whose reply nobody waits for still acts, and sends nothing back.
+            assert await client.call("Drain", flags=MessageFlag.NO_REPLY_EXPECTED) is None
+            await client.wait_signal("StateChanged")
+            assert ctrl.calls == ["drain"]
+            assert unwrap((await client.ok("Status"))[0])["state"] == "draining"
+
+    run(scenario())
+
+
+def _variant(sig: str, value: Any) -> Any:
+    from dbus_next.signature import Variant
+
+    return Variant(sig, value)
+
+
+# --- authorization ---------------------------------------------------------------------------
+
+
+def test_unprivileged_caller_refused_by_policy(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, _svc, _client):
+            for member in STATE_CHANGING:
+                name, text = await call_as("nobody", "nogroup", member, bus)
+                assert name == "org.freedesktop.DBus.Error.AccessDenied", text  # the bus said no
+            rc, _, err = await run_as("nobody", "nogroup", manager(bus, "Drain"), bus)
+            assert rc != 0 and "Access denied" in err, err
+            # Reading stays open to everyone.
+            rc, out, err = await run_as("nobody", "nogroup", manager(bus, "Status"), bus)
+            assert rc == 0, err
+            assert '"state" s "active"' in out
+            rc, out, err = await run_as("nobody", "nogroup", manager(bus, "ListPilots"), bus)
+            assert rc == 0 and "plancton-default-3f2a" in out, err
+            rc, out, err = await run_as(
+                "nobody",
+                "nogroup",
+                busctl(bus, "get-property", BUS_NAME, OBJECT_PATH, INTERFACE, "State"),
+                bus,
+            )
+            assert rc == 0 and out.strip() == 's "active"', err
+            rc, out, err = await run_as(
+                "nobody",
+                "nogroup",
+                busctl(bus, "introspect", BUS_NAME, OBJECT_PATH, INTERFACE),
+                bus,
+            )
+            assert rc == 0 and ".Drain" in out, err
+            assert ctrl.calls == []
+
+    run(scenario())
+
+
+def test_daemon_checks_the_uid_again(bus: PrivateBus) -> None:
+    """Root passes the policy; a daemon configured to trust nobody still refuses it."""
+
+    async def scenario() -> None:
+        strict = Authorizer(admin_group="planctond-test-no-such-group", allowed_uids=frozenset())
+        async with served(bus, authorizer=strict) as (ctrl, _svc, client):
+            for member in STATE_CHANGING:
+                name, text = await client.error(member)
+                assert name == dbus_errors.ACCESS_DENIED
+                assert member in text and "planctond-test-no-such-group" in text
+            assert unwrap((await client.ok("Status"))[0])["state"] == "active"
+            assert ctrl.calls == []
+
+    run(scenario())
+
+
+def test_admin_group_member_may_control() -> None:
+    """With the policy's admin group mapped to `nogroup`, nobody (primary group nogroup) is an
+    admin for both the bus and the daemon; `daemon` (not in it) is still refused by the policy."""
+
+    async def scenario(bus: PrivateBus) -> None:
+        async with served(bus, authorizer=Authorizer(admin_group="nogroup")) as (ctrl, _svc, _c):
+            rc, _, err = await run_as("nobody", "nogroup", manager(bus, "Drain"), bus)
+            assert rc == 0, err
+            assert ctrl.calls == ["drain"]
+            name, _ = await call_as("daemon", "daemon", "Stop", bus)
+            assert name == "org.freedesktop.DBus.Error.AccessDenied"
+            assert ctrl.calls == ["drain"]
+
+    with private_system_bus(admin_group="nogroup") as bus:
+        run(scenario(bus))
+
+
+def test_admin_group_member_refused_by_daemon_when_not_in_its_group() -> None:
+    """Policy lets nobody through (group nogroup), the daemon's own group check does not."""
+
+    async def scenario(bus: PrivateBus) -> None:
+        async with served(bus) as (ctrl, _svc, _c):  # default Authorizer: plancton-admin
+            name, text = await call_as("nobody", "nogroup", "Drain", bus)
+            assert name == dbus_errors.ACCESS_DENIED, text
+            assert "plancton-admin" in text
+            assert ctrl.calls == []
+
+    with private_system_bus(admin_group="nogroup") as bus:
+        run(scenario(bus))
+
+
+_OWN_SCRIPT = """
+import asyncio
+from dbus_next.aio.message_bus import MessageBus
+from dbus_next.errors import DBusError
+async def main():
+    bus = await MessageBus(bus_type=__import__("dbus_next").BusType.SYSTEM).connect()
+    try:
+        print(await bus.request_name("org.plancton"))
+    except DBusError as e:
+        print(e.type)
+asyncio.run(main())
+"""
+
+
+def test_only_root_may_own_the_name(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        rc, out, err = await run_as("nobody", "nogroup", [sys.executable, "-c", _OWN_SCRIPT], bus)
+        assert rc == 0, err
+        assert out.strip() == "org.freedesktop.DBus.Error.AccessDenied"
+
+    run(scenario())
+
+
+def test_name_taken_is_a_clear_error_and_close_releases_it(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        async with served(bus) as (_ctrl, service, client):
+            other = await MessageBus(bus_address=bus.address).connect()
+            with pytest.raises(BusNameError, match="already owned"):
+                await serve(FakeController(), other)
+            # The failed attempt left the first service intact.
+            assert unwrap((await client.ok("Status"))[0])["state"] == "active"
+            service.close()
+            for _ in range(100):
+                (has,) = (await client.call_bus("NameHasOwner", "s", [BUS_NAME])).body
+                if not has:
+                    break
+                await asyncio.sleep(0.05)
+            assert not has
+            second = await serve(FakeController(), other)  # now it can take over
+            assert unwrap((await client.ok("Status"))[0])["state"] == "active"
+            second.close()
+            other.disconnect()
+
+    run(scenario())
+
+
+def test_policy_denial_of_ownership_is_a_clear_error(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        server = await MessageBus(bus_address=bus.address).connect()
+        with pytest.raises(BusNameError, match=r"not allowed to own org\.plancton\.Test"):
+            await serve(FakeController(), server, name="org.plancton.Test")
+        server.disconnect()
+
+    run(scenario())
+
+
+# --- introspection ---------------------------------------------------------------------------
+
+
+def _members(iface: intr.Interface) -> dict[str, Any]:
+    def args(a: list[intr.Arg]) -> list[tuple[str | None, str, str]]:
+        return [(x.name, x.signature, x.direction.value) for x in a]
+
+    return {
+        "methods": sorted((m.name, args(m.in_args), args(m.out_args)) for m in iface.methods),
+        "signals": sorted((s.name, args(s.args)) for s in iface.signals),
+        "properties": sorted((p.name, p.signature, p.access.value) for p in iface.properties),
+    }
+
+
+def test_running_service_matches_introspection_xml(bus: PrivateBus) -> None:
+    shipped = intr.Node.parse((ROOT / "dbus" / "org.plancton.Manager1.xml").read_text())
+    (expected,) = [i for i in shipped.interfaces if i.name == INTERFACE]
+
+    async def scenario() -> None:
+        async with served(bus) as (_ctrl, _svc, client):
+            node = await client.bus.introspect(BUS_NAME, OBJECT_PATH)
+            (live,) = [i for i in node.interfaces if i.name == INTERFACE]
+            assert _members(live) == _members(expected)
+
+    run(scenario())
