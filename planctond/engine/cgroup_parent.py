@@ -97,6 +97,11 @@ def _make_cgroup(path: str) -> None:
     os.mkdir(path)
 
 
+def _remove_cgroup(path: str) -> None:
+    """rmdir in a cgroup filesystem (the kernel drops the interface files with it)."""
+    os.rmdir(path)
+
+
 def _fail(action: str, path: str, err: OSError) -> CgroupSetupError:
     why = err.strerror or str(err)
     if err.errno == errno.EROFS:
@@ -121,9 +126,10 @@ def _read(path: str) -> str | None:
 
 def _write(path: str, value: str) -> None:
     """Write without O_CREAT: cgroup files are made by the kernel, never by us, so a missing
-    file is an error here just as it is on a real cgroupfs."""
+    file is an error here just as it is on a real cgroupfs. O_TRUNC as a shell's `>` does
+    (the kernel ignores it; a plain file in a test tree needs it)."""
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     except OSError as err:
         raise _fail("open for writing", path, err) from err
     try:
@@ -281,7 +287,7 @@ def remove_idle_parent(layout: CgroupLayout, parent: str, driver: str = "cgroupf
         path = os.path.join(mount, rel)
         if os.path.isdir(path):
             try:
-                os.rmdir(path)
+                _remove_cgroup(path)
             except OSError as err:
                 raise _fail("remove cgroup", path, err) from err
 
