@@ -1,0 +1,136 @@
+"""The idle parent and the pilots' CPU reading on this host's real cgroups and a real dockerd.
+
+Uses a test-only parent name (never the daemon's own /planctond) and removes it afterwards.
+On this machine cgroups are v1 with Docker's cgroupfs driver; v2 is covered by the unit tests'
+faithful trees (tests/unit/test_cgroup_layout.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from planctond.engine.cgroup_parent import ensure_idle_parent, remove_idle_parent, setup_main
+from planctond.sensors.cgroups import CgroupLayout, PilotCgroups
+from planctond.sensors.host import HostSensor
+from tests.support.scope import ContainerScope
+
+SPIN = ["sh", "-c", "while :; do :; done"]
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="writes cgroups: needs root")
+
+
+def _test_parent() -> str:
+    return f"/planctond-test-{uuid.uuid4().hex[:10]}"
+
+
+def _wait(cond: Any, timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@needs_root
+def test_setup_main_on_the_real_host(capsys: pytest.CaptureFixture[str]) -> None:
+    layout = CgroupLayout.detect()
+    parent = _test_parent()
+    try:
+        assert setup_main(["--driver", "cgroupfs", "--parent", parent]) == 0
+        out = capsys.readouterr().out
+        cpu_dir = os.path.join(layout.mount("cpu") or layout.root, parent.lstrip("/"))
+        if (
+            os.path.exists(os.path.join(os.path.dirname(cpu_dir), "cpu.idle"))
+            or layout.version == 2
+        ):
+            with open(os.path.join(cpu_dir, "cpu.idle")) as f:
+                assert f.read().strip() == "1"
+            assert "cpu.idle=1, set now" in out
+        # idempotent, and the second run writes nothing
+        assert setup_main(["--driver", "cgroupfs", "--parent", parent]) == 0
+        assert "already set" in capsys.readouterr().out
+    finally:
+        remove_idle_parent(layout, parent)
+    assert not os.path.exists(cpu_dir)
+
+
+@needs_root
+@pytest.mark.docker
+def test_pilot_under_idle_parent_is_counted(
+    docker_client: Any, busybox_image: str, container_scope: ContainerScope
+) -> None:
+    driver = docker_client.info().get("CgroupDriver")
+    if driver != "cgroupfs":
+        pytest.skip(f"engine uses the {driver} cgroup driver; this test creates a cgroupfs parent")
+    layout = CgroupLayout.detect()
+    parent = _test_parent()
+    setup = ensure_idle_parent(layout, parent, "cgroupfs")
+    container = None
+    try:
+        cpu_dir = setup.path
+        if os.path.exists(os.path.join(os.path.dirname(cpu_dir), "cpu.idle")):
+            assert setup.mode == "cpu.idle"
+        pcg = PilotCgroups(layout, parent, "cgroupfs")
+        assert pcg.total_cpu_seconds() == 0.0  # exists, nothing ran in it yet
+
+        container = container_scope.run(
+            busybox_image, SPIN, name=container_scope.name("spin"), cgroup_parent=parent
+        )
+        container.reload()
+        pid = container.attrs["State"]["Pid"]
+        assert pid > 0
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+        cpu_line = next(ln for ln in lines if ln.split(":")[1] in ("cpu", "cpu,cpuacct", ""))
+        assert cpu_line.split(":", 2)[2] == f"{parent}/{container.id}"  # really under our parent
+        _wait(lambda: pcg.container_cpu_seconds(container.id), 10, "the pilot's cgroup")
+
+        sensor = HostSensor(pcg, "/var/lib/docker")
+        # One spinning shell is one CPU-second per second, unless the host's other load (the
+        # owner, to the idle parent) takes it: take the best of a few 2 s windows.
+        rates = []
+        for _ in range(4):
+            a = pcg.total_cpu_seconds()
+            time.sleep(2.0)
+            b = pcg.total_cpu_seconds()
+            assert a is not None and b is not None
+            rates.append((b - a) / 2.0)
+            snap = sensor.sample()
+            assert 0.0 <= snap.pilots_cpu <= snap.host_cpu
+            if max(rates) > 0.8:
+                break
+        print(f"pilot CPU rates (CPU-s per s): {[round(r, 3) for r in rates]}")
+        assert 0.5 <= max(rates) <= 1.1, rates
+        assert snap.pilots_cpu > 0.3, snap
+        # One pilot: the parent's counter is that pilot's, plus nothing else.
+        total = pcg.total_cpu_seconds()
+        mine = pcg.container_cpu_seconds(container.id)
+        assert total is not None and mine is not None
+        assert mine <= total + 1e-6 and total - mine < 0.5
+        assert pcg.container_cpu_seconds(container.id[:12]) is not None
+        assert (pcg.memory_bytes() or 0) > 0
+        # Docker's own writes to the pilot's cgroup did not undo the parent's setting.
+        with open(
+            os.path.join(cpu_dir, "cpu.idle" if setup.mode == "cpu.idle" else "cpu.shares")
+        ) as f:
+            assert f.read().strip() == ("1" if setup.mode == "cpu.idle" else "2")
+    finally:
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            child = os.path.join(setup.path, container.id)
+            _wait(lambda: not os.path.exists(child), 15, "Docker to remove the pilot's cgroup")
+        # The parent outlives its pilots (runc removes only the container's own cgroups) ...
+        assert os.path.isdir(setup.path)
+        remove_idle_parent(layout, parent)
+    # ... and the cleanup removed it under every controller.
+    for mount in layout.controllers.values():
+        assert not os.path.exists(os.path.join(mount, parent.lstrip("/")))
