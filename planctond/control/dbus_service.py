@@ -394,10 +394,13 @@ class _Dispatcher:
 
 
 class DBusService:
-    """A served Manager1; `close()` withdraws it from the bus (the bus itself stays open)."""
+    """A served Manager1; `await close()` withdraws it from the bus (the bus itself stays open)."""
 
-    def __init__(self, bus: MessageBus, iface: Manager1, dispatcher: _Dispatcher) -> None:
+    def __init__(
+        self, bus: MessageBus, iface: Manager1, dispatcher: _Dispatcher, name: str
+    ) -> None:
         self.bus = bus
+        self._name = name
         self.interface = iface
         self._dispatcher = dispatcher
         self._unsubscribe: Callable[[], None] | None = None
@@ -419,9 +422,10 @@ class DBusService:
         except Exception:
             log.exception("refreshing D-Bus properties failed")
 
-    def close(self) -> None:
+    def _withdraw(self) -> bool:
+        """Stop serving (sync part). False when already closed."""
         if self._closed:
-            return
+            return False
         self._closed = True
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -430,20 +434,18 @@ class DBusService:
         if self.bus.connected:
             try:
                 self.bus.unexport(OBJECT_PATH, self.interface)
-                # Fire and forget: close() stays synchronous for shutdown paths.
-                self.bus.send(
-                    Message(
-                        destination="org.freedesktop.DBus",
-                        path="/org/freedesktop/DBus",
-                        interface="org.freedesktop.DBus",
-                        member="ReleaseName",
-                        signature="s",
-                        body=[BUS_NAME],
-                        flags=MessageFlag.NO_REPLY_EXPECTED,
-                    )
-                )
             except Exception as exc:
-                log.warning("withdrawing %s from the bus failed: %s", BUS_NAME, exc)
+                log.warning("unexporting %s failed: %s", OBJECT_PATH, exc)
+        return True
+
+    async def close(self) -> None:
+        """Withdraw the object and release the name; the bus connection itself stays open."""
+        if not self._withdraw() or not self.bus.connected:
+            return
+        try:
+            await asyncio.wait_for(self.bus.release_name(self._name), timeout=5)
+        except Exception as exc:
+            log.warning("releasing %s failed: %s", self._name, exc)
 
 
 async def connect_system_bus() -> MessageBus:
@@ -463,20 +465,20 @@ async def serve(
     dispatcher = _Dispatcher(bus, iface, authorizer or Authorizer())
     bus.export(OBJECT_PATH, iface)
     bus.add_message_handler(dispatcher.on_message)
-    service = DBusService(bus, iface, dispatcher)
+    service = DBusService(bus, iface, dispatcher, name)
     try:
         reply = await bus.request_name(name, NameFlag.DO_NOT_QUEUE)
     except DBusError as exc:
-        service.close()
+        service._withdraw()
         raise BusNameError(
             f"not allowed to own {name} on the system bus ({exc.text}); is the policy file "
             f"org.plancton.conf installed and the daemon running as root or plancton?"
         ) from exc
     except Exception:
-        service.close()
+        service._withdraw()
         raise
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
-        service.close()
+        service._withdraw()
         raise BusNameError(f"{name} is already owned on the bus: is another planctond running?")
     service._unsubscribe = controller.events.subscribe(service._on_event)
     log.info("serving %s on %s as %s", INTERFACE, OBJECT_PATH, name)

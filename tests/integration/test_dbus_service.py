@@ -144,7 +144,7 @@ async def served(
     try:
         yield ctrl, service, client
     finally:
-        service.close()
+        await service.close()
         client.bus.disconnect()
         server.disconnect()
 
@@ -546,7 +546,7 @@ def test_name_taken_is_a_clear_error_and_close_releases_it(bus: PrivateBus) -> N
                 await serve(FakeController(), other)
             # The failed attempt left the first service intact.
             assert unwrap((await client.ok("Status"))[0])["state"] == "active"
-            service.close()
+            await service.close()
             for _ in range(100):
                 (has,) = (await client.call_bus("NameHasOwner", "s", [BUS_NAME])).body
                 if not has:
@@ -555,7 +555,7 @@ def test_name_taken_is_a_clear_error_and_close_releases_it(bus: PrivateBus) -> N
             assert not has
             second = await serve(FakeController(), other)  # now it can take over
             assert unwrap((await client.ok("Status"))[0])["state"] == "active"
-            second.close()
+            await second.close()
             other.disconnect()
 
     run(scenario())
