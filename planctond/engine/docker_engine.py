@@ -7,17 +7,19 @@ nameless containers and another planctond's pilots are invisible here, not merel
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
 
 from planctond import constants as C
+from planctond.config.imageref import parse_image
 from planctond.engine.spec import PilotSpec
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,14 @@ class ContainerRecord:
             return 1.0
 
 
+class EventStream(Protocol):
+    """docker-py's CancellableStream: decoded event dicts, closable from another thread."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
 def _translate(exc: Exception, what: str) -> EngineError:
     if isinstance(exc, docker.errors.APIError):
         return EngineError(f"{what}: {exc.explanation or exc}")
@@ -103,10 +113,8 @@ class DockerEngine:
     def reset(self) -> None:
         with self._lock:
             if self._api is not None:
-                try:
+                with contextlib.suppress(Exception):
                     self._api.close()
-                except Exception:
-                    pass
             self._api = None
 
     def _call(self, what: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
@@ -208,7 +216,7 @@ class DockerEngine:
         self._call(f"update {cid[:12]}", "update_container", cid, **kwargs)
 
     # --- events -------------------------------------------------------------------------------
-    def events(self, since: float | None = None) -> Iterator[dict[str, Any]]:
+    def events(self, since: float | None = None) -> EventStream:
         """Container events of this daemon's pilots; the iterator ends when Docker goes away.
 
         The returned iterator has a `close()` to stop it from another thread.
@@ -217,7 +225,7 @@ class DockerEngine:
         stream = self._call(
             "follow Docker events", "events", since=since, filters=filters, decode=True
         )
-        return stream  # type: ignore[no-any-return]
+        return stream  # type: ignore[no-any-return]  # docker-py's CancellableStream
 
     # --- images -------------------------------------------------------------------------------
     def image_present(self, ref: str) -> bool:
@@ -232,16 +240,5 @@ class DockerEngine:
             raise
 
     def pull(self, ref: str) -> None:
-        repo, tag = split_image_ref(ref)
-        self._call(f"pull {ref}", "pull", repo, tag=tag)
-
-
-def split_image_ref(ref: str) -> tuple[str, str | None]:
-    """`host:5000/img:tag` -> (`host:5000/img`, `tag`); digests stay whole; no tag -> latest."""
-    if "@" in ref:
-        return ref, None
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, tag = ref.rsplit(":", 1)
-        return repo, tag
-    return ref, "latest"
+        parsed = parse_image(ref)
+        self._call(f"pull {ref}", "pull", parsed.repository, tag=parsed.pull_tag)

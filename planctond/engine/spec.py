@@ -38,7 +38,7 @@ class PilotSpec:
 
 def resource_limits(pool: PoolConfig) -> dict[str, Any]:
     """The limits `docker update` can change on a running pilot (also used at create)."""
-    limits: dict[str, Any] = {"nano_cpus": int(round(pool.cpus * 1e9))}
+    limits: dict[str, Any] = {"nano_cpus": round(pool.cpus * 1e9)}
     if pool.memory > 0:
         limits["mem_limit"] = pool.memory
         # Docker's MemorySwap is memory + swap; equal values mean "no swap".

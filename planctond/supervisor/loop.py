@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from planctond import constants as C
 from planctond.config.errors import ConfigError
 from planctond.config.loader import load_config
 from planctond.config.model import Config, PoolConfig
+from planctond.engine.cgroup_parent import CgroupSetupError, ensure_idle_parent
 from planctond.engine.docker_engine import DockerEngine, EngineError, EngineInfo, EngineUnavailable
 from planctond.engine.images import ImageKeeper
 from planctond.engine.spec import build_spec, resource_limits, spec_hash
@@ -34,7 +36,7 @@ from planctond.policy import backoff as backoff_mod
 from planctond.policy.decide import PolicyInput, PoolVerdict, decide, spare_cpus
 from planctond.policy.model import Decision, HostSnapshot, PilotAction, PilotPhase, Reason, RunState
 from planctond.policy.state import PolicyState
-from planctond.sensors.cgroups import CgroupLayout, PilotCgroups
+from planctond.sensors.cgroups import CgroupError, CgroupLayout, PilotCgroups
 from planctond.sensors.host import HostSensor
 from planctond.supervisor.api import ControlError, PilotInfo, PoolStatus, StatusReport
 from planctond.supervisor.events import Event, EventBus, EventKind
@@ -44,9 +46,17 @@ from planctond.supervisor.state_store import StateStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_NUMBERS = re.compile(r"\d+(\.\d+)?")
 HEARTBEAT = 1.0  # the loop wakes at least this often, so watchdog pings reflect a live loop
 DOCKER_TIMEOUT = 20.0
 BACKOFF_MAX = 30.0
+
+
+def _exit_code(attrs: Mapping[str, str]) -> int | None:
+    try:
+        return int(attrs.get("exitCode", ""))
+    except ValueError:
+        return None
 
 
 def cgroup_parent_for(cfg: Config, driver: str) -> str:
@@ -86,6 +96,7 @@ class Supervisor:
         self._verdicts: dict[str, PoolVerdict] = {}
         self._starting: dict[str, int] = {}
         self._starting_names: set[str] = set()
+        self._early_exits: dict[str, int | None] = {}  # died before create_and_start returned
         self._ops: set[asyncio.Task[Any]] = set()
         self._pulling: set[str] = set()
         self._kick = asyncio.Event()
@@ -231,31 +242,43 @@ class Supervisor:
         self.events.emit(Event(kind=kind, message=message, **kw))
 
     def _note(self, key: str, text: str) -> None:
-        """Log a condition once when it appears or changes, not every tick."""
-        if self._notes.get(key) != text:
-            self._notes[key] = text
+        """Log a condition once when it appears or changes kind, not every tick: the figures in
+        it ("0.01 CPUs left") move every tick and do not make it news."""
+        shape = _NUMBERS.sub("#", text)
+        if self._notes.get(key) != shape:
+            self._notes[key] = shape
             if text:
                 log.info("%s", text)
 
     # --- running ------------------------------------------------------------------------------
     async def run(self) -> None:
+        docker_task = asyncio.create_task(self._docker_loop(), name="docker")
         tasks = [
             asyncio.create_task(self._tick_loop(), name="tick-loop"),
-            asyncio.create_task(self._docker_loop(), name="docker"),
             asyncio.create_task(self._config_loop(), name="config-watch"),
         ]
         shutdown = asyncio.create_task(self._shutdown.wait(), name="shutdown")
         try:
-            done, _ = await asyncio.wait([*tasks, shutdown], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [*tasks, docker_task, shutdown], return_when=asyncio.FIRST_COMPLETED
+            )
             for t in done:
                 if t is not shutdown and not t.cancelled() and t.exception() is not None:
                     log.error("task %s failed; stopping", t.get_name(), exc_info=t.exception())
                     raise t.exception()  # type: ignore[misc]
         finally:
+            self._shutdown.set()
             for t in [*tasks, shutdown]:
                 t.cancel()
             await asyncio.gather(*tasks, shutdown, return_exceptions=True)
-            await self._finish()
+            # The event follower keeps running while pilots stop: their exits arrive as events.
+            try:
+                await self._finish()
+            finally:
+                docker_task.cancel()
+                await asyncio.gather(docker_task, return_exceptions=True)
+                self.engine.reset()
+                self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _finish(self) -> None:
         if self._ops:
@@ -264,8 +287,6 @@ class Supervisor:
             await self._stop_all_now()
         elif not self._stop_pilots_on_exit:
             log.info("leaving %d pilots running for the next daemon to adopt", len(self.registry))
-        self.engine.reset()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _stop_all_now(self) -> None:
         pilots = [p for p in self.registry if not p.ended]
@@ -337,7 +358,7 @@ class Supervisor:
         for p in adopted:
             self._emit(
                 EventKind.PILOT_STARTED,
-                f"adopted pilot {p.name} (pool {p.pool})",
+                "adopted (left running by an earlier daemon)",
                 p,
                 reason="adopted",
             )
@@ -490,12 +511,9 @@ class Supervisor:
             self._starting_names.discard(spec.name)
         pilot = self.registry.from_labels(cid, spec.name, spec.create["labels"], pool.image)
         pilot.created = min(pilot.created, time.time())
-        if not pilot.ended:
-            self._emit(
-                EventKind.PILOT_STARTED,
-                f"started pilot {spec.name} (pool {pool.name}): {why}",
-                pilot,
-            )
+        self._emit(EventKind.PILOT_STARTED, f"started: {why}", pilot, reason="spawned")
+        if cid in self._early_exits:
+            self._pilot_ended(pilot, self._early_exits.pop(cid))
 
     async def _stop_pilot(self, p: Pilot, reason: Reason, detail: str, wait: bool = False) -> None:
         pool = self.config.pool(p.pool)
@@ -514,8 +532,6 @@ class Supervisor:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and not p.ended:
             await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-            if not wait and self._shutdown.is_set():
-                break
         if not p.ended:
             p.killed = True
             try:
@@ -589,7 +605,7 @@ class Supervisor:
         if p.stop_reason is None:
             self._emit(
                 EventKind.PILOT_EXITED,
-                f"pilot {p.name} exited with code {code} after {lifetime:.1f}s",
+                f"exited with code {code} after {lifetime:.1f}s",
                 p,
                 exit_code=exit_code,
                 reason="exited",
@@ -597,7 +613,7 @@ class Supervisor:
         elif p.killed:
             self._emit(
                 EventKind.PILOT_KILLED,
-                f"pilot {p.name} killed after its stop grace ({p.stop_reason.value}: {p.stop_detail}), lived {lifetime:.1f}s",
+                f"killed: still running after its stop grace ({p.stop_reason.value}: {p.stop_detail}), lived {lifetime:.1f}s",
                 p,
                 exit_code=exit_code,
                 reason=p.stop_reason.value,
@@ -605,7 +621,7 @@ class Supervisor:
         else:
             self._emit(
                 EventKind.PILOT_STOPPED,
-                f"pilot {p.name} stopped ({p.stop_reason.value}: {p.stop_detail}), exit code {code} after {lifetime:.1f}s",
+                f"stopped ({p.stop_reason.value}: {p.stop_detail}), exit code {code} after {lifetime:.1f}s",
                 p,
                 exit_code=exit_code,
                 reason=p.stop_reason.value,
@@ -669,7 +685,8 @@ class Supervisor:
             try:
                 layout = CgroupLayout.detect(self._cgroup_root)
                 self._cgroups = PilotCgroups(layout, parent, info.cgroup_driver)
-            except Exception as exc:  # no cgroup fs (odd container): pilots' CPU unknown
+                self._setup_idle_parent(layout, parent, info.cgroup_driver)
+            except CgroupError as exc:  # no cgroup fs (odd container): pilots' CPU unknown
                 log.warning(
                     "cannot read cgroups under %s: %s; pilots' CPU counts as the owner's",
                     self._cgroup_root,
@@ -686,6 +703,18 @@ class Supervisor:
                 parent,
             )
         self._engine_info = info
+
+    def _setup_idle_parent(self, layout: CgroupLayout, parent: str, driver: str) -> None:
+        """Root (by hand, tests) sets the idle parent itself; as `plancton` under systemd the
+        unit's `ExecStartPre=+planctond --setup-cgroup` has done it and we only check."""
+        try:
+            log.info("%s", ensure_idle_parent(layout, parent, driver).describe())
+        except CgroupSetupError as exc:
+            self.last_error = str(exc)
+            log.warning(
+                "pilots are not in an idle cgroup, the owner is protected by the policy only: %s",
+                exc,
+            )
 
     async def _follow(self, stream: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -731,13 +760,11 @@ class Supervisor:
                 return
             p = self.registry.from_labels(cid, name, attrs, attrs.get("image", ""))
         if p is None:
+            if action == "die" and attrs.get("name") in self._starting_names:
+                self._early_exits[cid] = _exit_code(attrs)
             return
         if action == "die":
-            try:
-                code: int | None = int(attrs.get("exitCode", ""))
-            except ValueError:
-                code = None
-            self._pilot_ended(p, code)
+            self._pilot_ended(p, _exit_code(attrs))
         elif action == "pause" and p.phase is PilotPhase.RUNNING:
             p.phase = PilotPhase.FROZEN
         elif action == "unpause" and p.phase is PilotPhase.FROZEN:

@@ -1,0 +1,244 @@
+"""`planctond`: the daemon's entry point. Wires config, supervisor and the control skins together.
+
+It never forks: under systemd it is a `Type=notify` service, by hand it runs with `--foreground`
+(readable lines on stderr). Exit codes: 0 clean stop, 1 runtime failure (systemd restarts it),
+78 (EX_CONFIG) a config that cannot be used at start-up (the unit does not restart on it: a
+restart would not fix the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from planctond import __version__
+from planctond import constants as C
+from planctond.config.errors import ConfigError
+from planctond.config.loader import load_config
+from planctond.config.model import Config
+from planctond.config.variables import HOST_VARIABLES
+from planctond.control.journal import log_event, setup_logging
+from planctond.control.notify import SystemdNotifier
+from planctond.supervisor.api import ControlError
+from planctond.supervisor.loop import Supervisor
+from planctond.supervisor.state_store import StateStoreError
+
+if TYPE_CHECKING:
+    from planctond.control.dbus_service import DBusService
+
+log = logging.getLogger("planctond")
+
+EX_CONFIG = 78
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="planctond",
+        description=(
+            "Keep short-lived pilot containers on this host's spare CPU, owner first. "
+            "Runs in the foreground; under systemd it is a Type=notify service controlled over "
+            "D-Bus (org.plancton) and with planctonctl."
+        ),
+        epilog=(
+            "Signals: SIGHUP reloads the config (a bad one is refused, the last good one stays); "
+            "SIGTERM/SIGINT stop the daemon, stopping pilots gracefully unless --leave-pilots. "
+            "Exit codes: 0 clean stop, 1 failure, 78 unusable config at start."
+        ),
+    )
+    p.add_argument(
+        "--config",
+        default=C.DEFAULT_CONFIG_PATH,
+        metavar="FILE",
+        help=f"config file (default {C.DEFAULT_CONFIG_PATH}; if the default file is "
+        "absent, built-in defaults run busybox 'sleep 60' dummy pilots)",
+    )
+    p.add_argument(
+        "--foreground", action="store_true", help="log readable lines to stderr instead of journald"
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"where the run state and instance id live (default: config's state_dir, {C.DEFAULT_STATE_DIR})",
+    )
+    p.add_argument(
+        "--docker-url",
+        metavar="URL",
+        help="Docker API endpoint, e.g. unix:///run/docker.sock (default: config's docker.url, then DOCKER_HOST, then the default socket)",
+    )
+    p.add_argument(
+        "--check-config",
+        metavar="FILE",
+        help="validate FILE, print the effective config with every default, exit 0 (valid) or 1",
+    )
+    p.add_argument(
+        "--setup-cgroup",
+        action="store_true",
+        help="create the pilots' idle parent cgroup and exit (needs root; the systemd unit runs it as ExecStartPre=+)",
+    )
+    p.add_argument(
+        "--leave-pilots",
+        action="store_true",
+        help="on SIGTERM leave pilots running for the next daemon to adopt (default: stop them; config docker.stop_pilots_on_exit)",
+    )
+    p.add_argument(
+        "--no-dbus",
+        action="store_true",
+        help="do not serve the D-Bus API (default: serve it on the system bus when one is reachable)",
+    )
+    p.add_argument(
+        "--help-variables",
+        action="store_true",
+        help="list the host variables max_pilots and run_when expressions may use, and exit",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--version", action="version", version=f"planctond {__version__}")
+    return p
+
+
+def _load(path: str, explicit: bool) -> Config:
+    # The default path may be absent (fresh install without a config): run the dummy pilots.
+    return load_config(path, missing_ok=not explicit)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.help_variables:
+        for name, doc in HOST_VARIABLES.items():
+            print(f"{name:16} {doc}")
+        return 0
+    if args.check_config:
+        try:
+            cfg = load_config(args.check_config, missing_ok=False)
+        except ConfigError as exc:
+            print(f"planctond: {exc}", file=sys.stderr)
+            return 1
+        from planctond.config.render import render_effective
+
+        print(render_effective(cfg), end="")
+        return 0
+    setup_logging(args.foreground, getattr(logging, args.log_level.upper()))
+    if args.setup_cgroup:
+        from planctond.engine.cgroup_parent import setup_main
+
+        return setup_main([])
+    explicit = "--config" in (argv if argv is not None else sys.argv[1:]) or any(
+        a.startswith("--config=") for a in (argv if argv is not None else sys.argv[1:])
+    )
+    try:
+        cfg = _load(args.config, explicit)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    if args.state_dir:
+        cfg = replace(cfg, state_dir=args.state_dir)
+    try:
+        return asyncio.run(_serve(cfg, args))
+    except StateStoreError as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(cfg: Config, args: argparse.Namespace) -> int:
+    notifier = SystemdNotifier()
+    sup = Supervisor(
+        cfg,
+        config_path=args.config,
+        docker_url=args.docker_url,
+        loader=lambda p: _reload_config(p, args.state_dir),
+    )
+    sup.events.subscribe(log_event)
+    loop = asyncio.get_running_loop()
+
+    def on_term(signame: str) -> None:
+        log.info("%s received; shutting down", signame)
+        notifier.stopping()
+        sup.request_shutdown(stop_pilots=False if args.leave_pilots else None)
+
+    async def do_reload() -> None:
+        notifier.reloading()
+        try:
+            await sup.reload()
+        except ControlError:
+            pass  # already logged as config-rejected; the last good config stays
+        finally:
+            notifier.ready(sup.status().summary())
+
+    for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+        loop.add_signal_handler(sig, on_term, name)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(do_reload()))
+
+    interval = notifier.watchdog_interval()
+    last_ping = [0.0]
+
+    def heartbeat() -> None:
+        now = time.monotonic()
+        if interval is not None and now - last_ping[0] >= interval / 4:
+            last_ping[0] = now
+            notifier.watchdog()
+
+    sup.on_heartbeat(heartbeat)
+    sup.on_tick(lambda report: notifier.status(report.summary()))
+
+    bus_service = None
+    if not args.no_dbus:
+        bus_service = await _start_dbus(sup)
+    log.info(
+        "planctond %s started (pid %d, instance %s, config %s, state %s, %s)",
+        __version__,
+        os.getpid(),
+        sup.instance,
+        cfg.source or "built-in defaults",
+        sup.run_state.value,
+        "D-Bus on" if bus_service else "no D-Bus",
+    )
+    notifier.ready(sup.status().summary())
+    try:
+        await sup.run()
+    finally:
+        if bus_service is not None:
+            await bus_service.close()
+    return 0
+
+
+def _reload_config(path: str | None, state_dir_override: str | None) -> Config:
+    cfg = load_config(path, missing_ok=True)
+    return replace(cfg, state_dir=state_dir_override) if state_dir_override else cfg
+
+
+async def _start_dbus(sup: Supervisor) -> DBusService | None:
+    """Serve the API on the system bus. Under systemd (BusName=) a failure is fatal: the unit
+    would never become ready. By hand without a system bus, run on without it."""
+    from planctond.control.dbus_service import connect_system_bus, serve
+
+    try:
+        bus = await connect_system_bus()
+        service = await serve(sup, bus)
+    except Exception as exc:
+        if os.environ.get("NOTIFY_SOCKET"):
+            raise
+        log.warning("D-Bus API not available (%s); running without it", exc)
+        return None
+    try:
+        from planctond.control.logind import LogindIdleSource
+
+        idle = LogindIdleSource()
+        await idle.start(bus)
+        sup.add_variable_source(idle.variables)
+    except Exception as exc:
+        log.info("logind not available: %s", exc)
+    return service
+
+
+if __name__ == "__main__":
+    sys.exit(main())
