@@ -61,3 +61,10 @@ check:
 	exit $$rc
 
 # ----- packaging: deb and rpm targets go here (owned by the packaging work) ----------------------
+.PHONY: deb rpm
+# Built from the tracked files of this checkout into dist/; the version is planctond/__init__.py's.
+deb:
+	packaging/build-deb.sh
+
+rpm:
+	packaging/build-rpm.sh
