@@ -17,8 +17,8 @@ import docker.errors
 
 from planctond import constants as C
 
-LABEL_RUN = "org.plancton.test.run"
-LABEL_CASE = "org.plancton.test.case"
+LABEL_RUN = "test.planctond.run"
+LABEL_CASE = "test.planctond.case"
 
 _counter = itertools.count(1)
 RUN_ID = f"{os.getpid():x}"
