@@ -1,0 +1,283 @@
+"""planctonctl as users run it: a real process talking to a private system bus where a test
+Controller is served, checking its output and its documented exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import sys
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from dbus_next.aio.message_bus import MessageBus
+
+from planctond.cli import planctonctl
+from planctond.control.authz import Authorizer
+from planctond.control.dbus_service import serve
+from planctond.supervisor.events import Event, EventKind
+from tests.support.dbus_daemon import (
+    ROOT,
+    PrivateBus,
+    as_user,
+    private_system_bus,
+    unavailable_reason,
+)
+from tests.support.fake_controller import FakeController
+
+T = TypeVar("T")
+F = TypeVar("F")
+
+
+def needs_bus(fn: F) -> F:
+    for mark in (
+        pytest.mark.dbus,
+        pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+        pytest.mark.timeout(120),
+    ):
+        fn = mark(fn)
+    return fn
+
+
+# --- no bus needed ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (59.9, "59s"), (125, "2m05s"), (3700, "1h01m"), (90000, "1d01h"), (-5, "0s")],
+)
+def test_age(seconds: float, text: str) -> None:
+    assert planctonctl.age(seconds) == text
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert planctonctl.main([]) == planctonctl.EXIT_USAGE
+    assert planctonctl.main(["frobnicate"]) == planctonctl.EXIT_USAGE
+    assert planctonctl.main(["status", "extra"]) == planctonctl.EXIT_USAGE
+    assert planctonctl.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for needle in (
+        "exit status:",
+        "3  the daemon is not running",
+        "4  permission denied",
+        "plancton-admin",
+    ):
+        assert needle in out
+
+
+def test_logs_runs_journalctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = tmp_path / "args"
+    fake = tmp_path / "journalctl"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexit 7\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+    assert planctonctl.main(["logs"]) == 7  # journalctl's status is passed through
+    assert record.read_text().split() == ["-u", "planctond.service", "-n", "100", "-x"]
+    assert planctonctl.main(["logs", "-f", "PLANCTON_EVENT=pilot-killed"]) == 7
+    assert record.read_text().split() == [
+        "-u",
+        "planctond.service",
+        "-f",
+        "PLANCTON_EVENT=pilot-killed",
+    ]
+    assert planctonctl.main(["--json", "logs", "-n", "5"]) == 7
+    assert record.read_text().split() == ["-u", "planctond.service", "-o", "json", "-n", "5"]
+    assert planctonctl.main(["logs", "--json"]) == 7
+    assert record.read_text().split()[:4] == ["-u", "planctond.service", "-o", "json"]
+
+
+# --- against the bus -------------------------------------------------------------------------
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 100))
+
+
+async def ctl(
+    bus: PrivateBus, *args: str, user: tuple[str, str] | None = None
+) -> tuple[int, str, str]:
+    argv = [sys.executable, "-m", "planctond.cli.planctonctl", *args]
+    if user:
+        argv = as_user(*user, argv)
+    env = {**bus.env(), "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "TZ": "UTC"}
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def with_service(bus: PrivateBus, ctrl: FakeController, authorizer: Authorizer | None = None) -> tuple[MessageBus, Any]:  # fmt: skip
+    server = await MessageBus(bus_address=bus.address).connect()
+    return server, await serve(ctrl, server, authorizer)
+
+
+@pytest.fixture
+def bus() -> Iterator[PrivateBus]:
+    with private_system_bus() as b:
+        yield b
+
+
+@needs_bus
+def test_status_table_and_json(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        ctrl = FakeController()
+        ctrl.events.emit(
+            Event(
+                EventKind.PILOT_STARTED,
+                "started busybox",
+                pilot="plancton-default-3f2a",
+                pool="default",
+            )
+        )
+        server, svc = await with_service(bus, ctrl)
+        try:
+            rc, out, err = await ctl(bus, "status")
+            assert rc == 0, err
+            lines = out.splitlines()
+            assert lines[0] == "planctond 0.1.0: active: 2/3 pilots, owner CPU 12 %"
+            assert "  Owner CPU:  0.25 of 2 CPUs (12 %)" in lines
+            assert "  Config:     /etc/plancton/config.yaml" in lines
+            pool_header = next(i for i, line in enumerate(lines) if line.startswith("POOL"))
+            assert lines[pool_header + 1].split() == ["default", "1", "0", "2"]
+            assert lines[pool_header + 2].split()[:5] == ["wq", "0", "1", "1", "backing"]
+            pilot_header = next(i for i, line in enumerate(lines) if line.startswith("PILOT"))
+            row = lines[pilot_header + 1].split()
+            assert row[:3] == ["plancton-default-3f2a", "default", "running"]
+            assert row[3].startswith("2m0")  # started 125 s ago
+            assert row[4:6] == ["0.93", "busybox:latest"]
+            assert lines[pilot_header + 2].split()[3] == "1h01m"
+            assert "Recent events:" in lines
+            assert lines[-1].endswith(
+                "pilot-started plancton-default-3f2a (pool default): started busybox"
+            )
+
+            rc, out, err = await ctl(bus, "status", "--json")
+            assert rc == 0, err
+            data = json.loads(out)
+            assert data["status"]["state"] == "active"
+            assert data["status"]["pools"][1]["name"] == "wq"
+            assert [p["name"] for p in data["pilots"]] == [
+                "plancton-default-3f2a",
+                "plancton-wq-77aa",
+            ]
+
+            rc, out, err = await ctl(bus, "--json", "pilots")
+            assert rc == 0, err
+            pilots = json.loads(out)
+            assert pilots[0]["id"] == "3f2a" * 16 and pilots[0]["cpu"] == pytest.approx(0.93)
+            rc, out, _ = await ctl(bus, "pilots")
+            assert out.splitlines()[0].split() == [
+                "PILOT",
+                "POOL",
+                "PHASE",
+                "AGE",
+                "CPU",
+                "IMAGE",
+                "ID",
+            ]
+        finally:
+            await svc.close()
+            server.disconnect()
+
+    run(scenario())
+
+
+@needs_bus
+def test_state_commands_and_failures(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        ctrl = FakeController()
+        server, svc = await with_service(bus, ctrl)
+        try:
+            for cmd, state in [("drain", "draining"), ("stop", "stopped"), ("start", "active"),
+                               ("drain", "draining"), ("resume", "active")]:  # fmt: skip
+                rc, out, err = await ctl(bus, cmd)
+                assert rc == 0, err
+                assert out == f"{cmd}: done, planctond is {state}\n"
+            rc, out, _ = await ctl(bus, "drain", "--json")
+            assert rc == 0 and json.loads(out) == {
+                "command": "drain",
+                "ok": True,
+                "state": "draining",
+            }
+
+            ctrl.reload_error = "config.yaml: line 3: pools.x.cpus: expected a number"
+            rc, out, err = await ctl(bus, "reload")
+            assert rc == planctonctl.EXIT_FAILED
+            assert err == f"planctonctl: Reload failed: {ctrl.reload_error}\n"
+            ctrl.reload_error = None
+            rc, out, err = await ctl(bus, "reload")
+            assert rc == 0, err
+            assert ctrl.calls == [
+                "drain",
+                "stop",
+                "start",
+                "drain",
+                "resume",
+                "drain",
+                "reload",
+                "reload",
+            ]
+        finally:
+            await svc.close()
+            server.disconnect()
+
+    run(scenario())
+
+
+@needs_bus
+def test_permission_denied_exit_4(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        ctrl = FakeController()
+        server, svc = await with_service(bus, ctrl)
+        try:
+            # Refused by the bus policy: a second uid.
+            rc, _, err = await ctl(bus, "drain", user=("nobody", "nogroup"))
+            assert rc == planctonctl.EXIT_DENIED, err
+            assert "permission denied" in err and "plancton-admin" in err
+            # ... who may still read.
+            rc, out, err = await ctl(bus, "status", user=("nobody", "nogroup"))
+            assert rc == 0, err
+            assert out.startswith("planctond 0.1.0: active")
+        finally:
+            await svc.close()
+            server.disconnect()
+        # Refused by the daemon's own check: root passes the policy, not this daemon's rule.
+        server, svc = await with_service(
+            bus, ctrl, Authorizer(admin_group="no-such-group-x", allowed_uids=frozenset())
+        )
+        try:
+            rc, _, err = await ctl(bus, "stop")
+            assert rc == planctonctl.EXIT_DENIED, err
+            assert "no-such-group-x" in err
+        finally:
+            await svc.close()
+            server.disconnect()
+        assert ctrl.calls == []
+
+    run(scenario())
+
+
+@needs_bus
+def test_not_running_exit_3(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        rc, _, err = await ctl(bus, "status")
+        assert rc == planctonctl.EXIT_NOT_RUNNING
+        assert (
+            err == "planctonctl: planctond is not running (org.plancton is not on the system bus)\n"
+        )
+        rc, _, err = await ctl(bus, "drain")
+        assert rc == planctonctl.EXIT_NOT_RUNNING
+        gone = PrivateBus(
+            "unix:path=/nonexistent/planctond-test-bus", Path("/nonexistent"), Path("/"), 0
+        )
+        rc, _, err = await ctl(gone, "status")
+        assert rc == planctonctl.EXIT_NOT_RUNNING
+        assert "cannot connect to the system bus" in err
+
+    run(scenario())
