@@ -3,10 +3,13 @@ Controller is served, checking its output and its documented exit codes."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -281,3 +284,45 @@ def test_not_running_exit_3(bus: PrivateBus) -> None:
         assert "cannot connect to the system bus" in err
 
     run(scenario())
+
+
+# --- completion and man page stay in step with the CLI ----------------------------------------
+
+
+def _complete(*words: str) -> list[str]:
+    script = (
+        f"source {ROOT / 'contrib/completion/planctonctl.bash'}\n"
+        f"COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
+        '_planctonctl; printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    return proc.stdout.split()
+
+
+def _parser_commands() -> set[str]:
+    parser = planctonctl.build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)
+
+
+def test_bash_completion() -> None:
+    assert set(_complete("planctonctl", "")) == _parser_commands()
+    assert _complete("planctonctl", "dr") == ["drain"]
+    assert _complete("planctonctl", "--js") == ["--json"]
+    assert _complete("planctonctl", "--json", "pi") == ["pilots"]
+    events = _complete("planctonctl", "logs", "PLANCTON_EVENT=")
+    assert {e.split("=", 1)[1] for e in events} == {k.value for k in EventKind}
+
+
+def test_man_page_documents_commands_and_exit_codes() -> None:
+    man = (ROOT / "docs" / "planctonctl.1").read_text()
+    for command in _parser_commands():
+        assert f".B {command}\n" in man or f".BR {command} " in man, command
+    for code in range(5):
+        assert f".TP\n.B {code}\n" in man
+    if shutil.which("groff"):
+        proc = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", str(ROOT / "docs" / "planctonctl.1")],
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
