@@ -20,10 +20,10 @@ _DURATION_UNITS: Final[dict[str, float]] = {
     "d": 86400.0,
     "w": 604800.0,
 }
-_NUMBER: Final = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER: Final = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _DURATION_PART: Final = re.compile(rf"({_NUMBER})\s*(ms|s|m|h|d|w)")
 _DURATION_WHOLE: Final = re.compile(rf"(?:{_NUMBER}\s*(?:ms|s|m|h|d|w)\s*)+")
-_PLAIN_NUMBER: Final = re.compile(rf"[+]?{_NUMBER}(?:[eE][+-]?\d+)?")
+_PLAIN_NUMBER: Final = re.compile(rf"[+]?{_NUMBER}(?:[eE][+-]?[0-9]+)?")
 
 # Size units, following Docker (`docker run --memory 2g` is 2 GiB): every prefix is binary.
 _SIZE_UNITS: Final[dict[str, int]] = {
@@ -86,6 +86,8 @@ def parse_size(value: object) -> int:
     if not isinstance(value, str):
         raise ValueError(f"expected {SIZE_HINT}, got {value!r}")
     text = value.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)  # exact, however large: no detour through float
     if _PLAIN_NUMBER.fullmatch(text):
         number = float(text)
         if not math.isfinite(number):
