@@ -88,7 +88,7 @@ class LogindIdleSource:
             self._value = None
             if not self._warned:
                 self._warned = True
-                log.warning("logind unavailable (%s): owner_idle is undefined", exc)
+                log.info("logind unavailable (%s): owner_idle is undefined", exc)
             return
         if self._warned:
             log.info("logind is reachable again: owner_idle is defined")
