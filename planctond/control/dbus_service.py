@@ -405,16 +405,21 @@ class DBusService:
         self._dispatcher = dispatcher
         self._unsubscribe: Callable[[], None] | None = None
         self._closed = False
+        self._refresh_pending = False
 
     def _on_event(self, event: Event) -> None:
         try:
             self.interface.emit_for_event(event)
         except Exception:
             log.exception("D-Bus signal for %s failed", event.kind.value)
-        # The controller may emit mid-update: count pilots once the current step has finished.
-        asyncio.get_running_loop().call_soon(self._refresh)
+        # The controller may emit mid-update: count pilots once the current step has finished,
+        # and once per burst (a tick that starts ten pilots emits ten events).
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            asyncio.get_running_loop().call_soon(self._refresh)
 
     def _refresh(self) -> None:
+        self._refresh_pending = False
         if self._closed:
             return
         try:
