@@ -20,6 +20,7 @@ from planctond.config.errors import Problem
 
 # Aliases let a tiny file expand into a huge tree ("billion laughs"): stop long before that hurts.
 MAX_NODES: Final = 100_000
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 
 @dataclass
@@ -78,6 +79,7 @@ class _Builder:
         self.file = file
         self.constructor = SafeConstructor()
         self.count = 0
+        self.own_keys: dict[int, set[int]] = {}
 
     def fail(self, path: str, line: int, message: str) -> _DocumentError:
         return _DocumentError(Problem(self.file, path, line, message))
@@ -100,26 +102,40 @@ class _Builder:
             ]
             return Node(value=items, path=path, line=here)
         if isinstance(node, MappingNode):
+            return self.mapping(node, path, here)
+        raise self.fail(path, here, f"unsupported YAML node {type(node).__name__}")
+
+    def mapping(self, node: MappingNode, path: str, here: int) -> Node:
+        # Keys written in this mapping beat keys merged in with `<<:`; only those may not repeat.
+        # (flatten_mapping rewrites the node in place, so remember them for aliased revisits.)
+        own = self.own_keys.get(id(node))
+        if own is None:
+            own = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
+            self.own_keys[id(node)] = own
             try:
                 self.constructor.flatten_mapping(node)
             except yaml.YAMLError as exc:
                 raise self.fail(path, here, f"bad merge key: {exc}") from None
-            entries: dict[str, Node] = {}
-            keys: dict[str, int] = {}
-            for key_node, value_node in node.value:
-                key_line = key_node.start_mark.line + 1
-                if not isinstance(key_node, ScalarNode) or key_node.value == "":
-                    raise self.fail(path, key_line, "keys must be plain names")
-                key = str(key_node.value)
-                if key in entries:
-                    raise self.fail(
-                        child_path(path, key),
-                        key_line,
-                        f"duplicate key (first given on line {keys[key]})",
-                    )
-                keys[key] = key_line
-                entries[key] = self.build(value_node, child_path(path, key), key_line)
-            return Node(value=entries, path=path, line=here, keys=keys)
+        written = {str(k.value) for k, _ in node.value if id(k) in own}
+        entries: dict[str, Node] = {}
+        keys: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, ScalarNode) or key_node.value == "":
+                raise self.fail(path, key_line, "keys must be plain names")
+            key = str(key_node.value)
+            merged = id(key_node) not in own
+            if merged and key in written:
+                continue
+            if key in entries and not merged:
+                raise self.fail(
+                    child_path(path, key),
+                    key_line,
+                    f"duplicate key (first given on line {keys[key]})",
+                )
+            keys[key] = key_line
+            entries[key] = self.build(value_node, child_path(path, key), key_line)
+        return Node(value=entries, path=path, line=here, keys=keys)
         raise self.fail(path, here, f"unsupported YAML node {type(node).__name__}")
 
 

@@ -50,6 +50,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """`; did you mean 'memory'?` for a near miss, else the list of what is allowed."""
     known = sorted(candidates)
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    if not close and len(word) >= 3:
+        close = [k for k in known if word.lower() in k.lower() or k.lower() in word.lower()][:1]
     if close:
         return f"; did you mean {close[0]!r}?"
     return f"; expected one of: {', '.join(known)}"
