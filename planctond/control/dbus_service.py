@@ -168,8 +168,13 @@ class Manager1(ServiceInterface):
     def __init__(self, controller: Controller) -> None:
         super().__init__(INTERFACE)
         self._controller = controller
-        self._state = controller.status().state.value
-        self._running = self._count_running()
+        self._state = "active"
+        self._running = 0
+        try:
+            self._state = controller.status().state.value
+            self._running = self._count_running()
+        except Exception:  # properties catch up with the next event; serving matters more
+            log.exception("reading the controller's initial state failed")
 
     # methods -----------------------------------------------------------------------------------
     @_dbus_method()
@@ -325,18 +330,23 @@ class _Dispatcher:
         member = msg.member
         try:
             reply = await self._call(msg)
-        except BaseException as exc:  # the boundary: nothing escapes to dbus-next or the loop
-            if isinstance(exc, asyncio.CancelledError):
-                reply = Message.new_error(msg, dbus_errors.FAILED, "the daemon is shutting down")
-            else:
-                err = dbus_errors.translate(exc, member)
-                reply = Message.new_error(msg, err.type, err.text)
+        except asyncio.CancelledError:  # close() during a call: answer, then honour the cancel
+            self._reply(
+                msg, Message.new_error(msg, dbus_errors.FAILED, "planctond is shutting down")
+            )
+            raise
+        except Exception as exc:  # the boundary: nothing escapes to dbus-next or the caller
+            err = dbus_errors.translate(exc, member)
+            reply = Message.new_error(msg, err.type, err.text)
+        self._reply(msg, reply)
+
+    def _reply(self, msg: Message, reply: Message) -> None:
         if msg.flags & MessageFlag.NO_REPLY_EXPECTED:
             return
         try:
             self._bus.send(reply)
         except Exception as exc:
-            log.warning("could not reply to %s from %s: %s", member, msg.sender, exc)
+            log.warning("could not reply to %s from %s: %s", msg.member, msg.sender, exc)
 
     async def _call(self, msg: Message) -> Message:
         m = self._methods[msg.member]

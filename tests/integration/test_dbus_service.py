@@ -432,6 +432,23 @@ def _variant(sig: str, value: Any) -> Any:
     return Variant(sig, value)
 
 
+def test_call_in_flight_at_close_gets_an_answer(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, service, client):
+            ctrl.hang = asyncio.Event()
+            pending = asyncio.ensure_future(client.error("Drain"))
+            for _ in range(200):
+                if ctrl.calls:
+                    break
+                await asyncio.sleep(0.01)
+            assert ctrl.calls == ["drain"] and not pending.done()
+            await service.close()
+            name, text = await asyncio.wait_for(pending, 10)
+            assert name == dbus_errors.FAILED and "shutting down" in text
+
+    run(scenario())
+
+
 # --- authorization ---------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ tested against Docker elsewhere; here what matters is what crosses the bus."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from planctond.policy.model import RunState
@@ -17,6 +18,7 @@ class FakeController:
         self.calls: list[str] = []
         self.reload_error: str | None = None
         self.crash: Exception | None = None  # raised by every method, to test the boundary
+        self.hang: asyncio.Event | None = None  # state changes wait for it, to test shutdown
         self.started = time.time() - 42
         self.pilot_list: list[PilotInfo] = [
             PilotInfo("3f2a" * 16, "plancton-default-3f2a", "default", "running", time.time() - 125, 0.93, "busybox:latest"),
@@ -42,6 +44,8 @@ class FakeController:
     async def drain(self) -> None:
         self.calls.append("drain")
         self._maybe_crash()
+        if self.hang is not None:
+            await self.hang.wait()
         self._set(RunState.DRAINING)
 
     async def resume(self) -> None:
