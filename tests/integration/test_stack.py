@@ -158,3 +158,30 @@ def test_daemon_process_reports_an_early_exit(tmp_path: Path) -> None:
         d.wait_for_line("never said", timeout=30)
     assert d.stop() == 1
     assert "config error: bad" in d.output()
+
+
+def test_daemon_process_waits_for_the_instance_id(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import pathlib, sys, time\n"
+        "time.sleep(0.5)\n"
+        f"pathlib.Path({str(state)!r}, 'instance-id').write_text('abc123\\n')\n"
+        "time.sleep(60)\n"
+    )
+    d = _ScriptDaemon(script, state).start()
+    try:
+        assert d.instance_id == "abc123"
+        assert d.instance_ids == {"abc123"}
+    finally:
+        d.kill()
+    assert d.returncode == -signal.SIGKILL
+    # An exited daemon that never wrote one: None at once, no waiting.
+    quitter = tmp_path / "quit.py"
+    quitter.write_text("pass\n")
+    q = _ScriptDaemon(quitter, tmp_path / "state2").start()
+    wait_for(lambda: not q.running(), timeout=30)
+    assert q.stop() == 0
+    t0 = time.monotonic()
+    assert q.instance_id is None
+    assert time.monotonic() - t0 < 1

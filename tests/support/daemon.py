@@ -37,6 +37,8 @@ class DaemonProcess:
     Not started by the constructor: call start() (or use it as a context manager) so a test can
     prepare files first."""
 
+    INSTANCE_WAIT = 30.0
+
     def __init__(
         self,
         config_path: str | os.PathLike[str],
@@ -156,22 +158,31 @@ class DaemonProcess:
             self._reader.join(10)
 
     def _remember_instance(self) -> None:
-        path = self.state_dir / C.INSTANCE_FILE_NAME
+        found = self._read_instance()
+        if found:
+            self.instance_ids.add(found)
+
+    def _read_instance(self) -> str | None:
         try:
-            text = path.read_text().strip()
+            return (self.state_dir / C.INSTANCE_FILE_NAME).read_text().strip() or None
         except OSError:
-            return
-        if text:
-            self.instance_ids.add(text)
+            return None
 
     @property
     def instance_id(self) -> str | None:
-        self._remember_instance()
-        path = self.state_dir / C.INSTANCE_FILE_NAME
-        try:
-            return path.read_text().strip() or None
-        except OSError:
-            return None
+        """The id the daemon labels its pilots with (`<state_dir>/instance-id`).
+
+        A freshly started daemon writes it within its first second or so (longer on a loaded
+        machine): while it runs, this waits up to INSTANCE_WAIT seconds for the file rather than
+        race it. None only if the daemon never wrote one."""
+        deadline = time.monotonic() + self.INSTANCE_WAIT
+        while (found := self._read_instance()) is None and self.running():
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if found:
+            self.instance_ids.add(found)
+        return found
 
     def __enter__(self) -> DaemonProcess:
         return self.start()
