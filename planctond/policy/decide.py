@@ -144,8 +144,9 @@ def decide(
         try:
             allowed[pool.name] = evaluate_max_pilots(pool, variables)
         except (ExprError, ArithmeticError, ValueError) as exc:
-            # Keep what runs, start nothing: an undefined variable must not kill pilots.
-            allowed[pool.name] = len(members)
+            # Keep what runs, start nothing: an undefined variable must not kill pilots (nor a
+            # start already in flight, which would otherwise count as an excess to stop).
+            allowed[pool.name] = len(members) + starting.get(pool.name, 0)
             notes.append(
                 f"pool {pool.name}: max_pilots {pool.max_pilots!r} cannot be evaluated: {exc}"
             )
@@ -236,12 +237,11 @@ def decide(
         gave_way_at=gave_way_at,
         excess_since=excess_since,
     )
-    stopped_ids = {a.pilot_id for a in stop}
     # Pilots still winding down count until their container is gone: a replacement for a pilot in
-    # its stop_grace would otherwise exceed max_pilots and the CPUs the owner left us.
-    remaining = [
-        p for p in inp.pilots if p.phase is not PilotPhase.CREATED and p.id not in stopped_ids
-    ]
+    # its stop_grace would otherwise exceed max_pilots and the CPUs the owner left us. That holds
+    # for the pilots this very decision stops, too (a ttl stop must not start its replacement
+    # next to it); the replacement comes from the decision that follows its exit.
+    remaining = [p for p in inp.pilots if p.phase is not PilotPhase.CREATED]
     entitled = sum(p.cpus for p in remaining if p.id not in frozen_since)
     mem_budget = float(host.mem_available - cfg.owner.reserve_memory)
     for pool in cfg.pools:

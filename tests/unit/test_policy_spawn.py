@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 from planctond.policy.decide import evaluate_max_pilots, pool_variables
-from planctond.policy.model import PilotPhase, Reason, RunState
+from planctond.policy.model import Decision, PilotPhase, Reason, RunState
 from planctond.policy.state import PolicyState
 from tests.support.policy_sim import (
-    GiB,
     T0_MONOTONIC,
+    GiB,
     HostSim,
     decide_once,
     make_config,
@@ -26,11 +26,8 @@ from tests.support.policy_sim import (
 MiB = 1024**2
 
 
-def starts(decision_pool: str, decision: object) -> int:
-    from planctond.policy.model import Decision
-
-    assert isinstance(decision, Decision)
-    return sum(s.count for s in decision.start if s.pool == decision_pool)
+def starts(pool_name: str, decision: Decision) -> int:
+    return sum(s.count for s in decision.start if s.pool == pool_name)
 
 
 # --- spare capacity ---------------------------------------------------------------------------
@@ -114,7 +111,7 @@ def test_pools_share_the_spare_capacity_in_config_order() -> None:
 
 def test_per_tick_caps_starts_in_one_decision() -> None:
     cfg = make_config(pool(cpus=0.5, per_tick=3))
-    decision, state, verdicts = decide_once(cfg, snapshot(ncpus=16))
+    decision, state, _verdicts = decide_once(cfg, snapshot(ncpus=16))
     assert starts("default", decision) == 3
     assert state.window_count["default"] == 3
 
@@ -189,9 +186,7 @@ def test_sim_per_tick_with_replacements_between_ticks() -> None:
 # --- max_pilots -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("ncpus", "expected"), [(1, 0), (2, 0), (3, 1), (4, 2), (8, 6), (64, 62)]
-)
+@pytest.mark.parametrize(("ncpus", "expected"), [(1, 0), (2, 0), (3, 1), (4, 2), (8, 6), (64, 62)])
 def test_max_pilots_default_ncpus_minus_two(ncpus: int, expected: int) -> None:
     cfg = make_config(pool(max_pilots="ncpus - 2", cpus=0.5, per_tick=1000), reserve=0.0)
     decision, _, verdicts = decide_once(cfg, snapshot(ncpus=ncpus))
@@ -281,7 +276,7 @@ def test_frozen_pilots_count_against_max_pilots() -> None:
 
 def test_starts_in_flight_count_against_max_pilots_and_cpus() -> None:
     cfg = make_config(pool(max_pilots="3", cpus=1.0, per_tick=10))
-    d, _, verdicts = decide_once(cfg, snapshot(ncpus=16), starting={"default": 2})
+    d, _, _verdicts = decide_once(cfg, snapshot(ncpus=16), starting={"default": 2})
     assert starts("default", d) == 1
     cfg = make_config(pool(max_pilots="10", cpus=1.0, per_tick=10))
     d, _, _ = decide_once(cfg, snapshot(ncpus=4), starting={"default": 2})
@@ -309,7 +304,11 @@ def test_run_when_false_starts_nothing_but_keeps_pilots() -> None:
 
 def test_run_when_expression_over_host_variables() -> None:
     cfg = make_config(pool(run_when="hour < 7 or weekday >= 5", per_tick=1))
-    at = [({"hour": 3, "weekday": 2}, 1), ({"hour": 12, "weekday": 2}, 0), ({"hour": 12, "weekday": 6}, 1)]
+    at = [
+        ({"hour": 3, "weekday": 2}, 1),
+        ({"hour": 12, "weekday": 2}, 0),
+        ({"hour": 12, "weekday": 6}, 1),
+    ]
     for variables, expected in at:
         decision, _, _ = decide_once(cfg, snapshot(ncpus=8, variables=variables))
         assert starts("default", decision) == expected, variables
