@@ -21,6 +21,7 @@ from planctond.config.errors import Problem
 # Aliases let a tiny file expand into a huge tree ("billion laughs"): stop long before that hurts.
 MAX_NODES: Final = 100_000
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+_PLAIN_COLLECTIONS: Final = frozenset({"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"})
 
 
 @dataclass
@@ -95,6 +96,8 @@ class _Builder:
             except yaml.YAMLError as exc:
                 raise self.fail(path, here, f"cannot read value: {exc}") from None
             return Node(value=value, path=path, line=here, raw=node.value)
+        if not isinstance(node, ScalarNode) and node.tag not in _PLAIN_COLLECTIONS:
+            raise self.fail(path, here, f"YAML tag {node.tag!r} not allowed here")
         if isinstance(node, SequenceNode):
             items = [
                 self.build(item, f"{path}[{i}]", item.start_mark.line + 1)

@@ -118,11 +118,17 @@ class _Loader:
             return {}
         return dict(node.value)
 
-    def check_keys(self, entries: dict[str, Node], allowed: frozenset[str], where: str) -> None:
+    def check_keys(
+        self,
+        entries: dict[str, Node],
+        allowed: frozenset[str],
+        where: str,
+        suggest: frozenset[str] | None = None,
+    ) -> None:
         for key, node in list(entries.items()):
             if key in allowed:
                 continue
-            message = f"unknown key{did_you_mean(key, allowed)}"
+            message = f"unknown key{did_you_mean(key, suggest or allowed)}"
             if self.lenient:
                 self.warnings.append(
                     f"{self.file}:{node.line}: {node.path}: {message} (ignored, as Plancton 0.6 did)"
@@ -171,7 +177,8 @@ class _Loader:
         legacy = translate(entries, self.file)
         self.warnings.extend(legacy.warnings)
         self.lenient = bool(legacy.keys) and not (set(entries) & TOP_KEYS)
-        self.check_keys(entries, TOP_KEYS, "")
+        suggest = TOP_KEYS | frozenset(LEGACY_KEYS) if self.lenient else TOP_KEYS
+        self.check_keys(entries, TOP_KEYS, "", suggest)
 
         top = self.fields(self.merge_legacy(entries, legacy.top, ""), _TOP)
         owner_entries = self.mapping(entries.get("owner"))

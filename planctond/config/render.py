@@ -88,9 +88,7 @@ def render_effective(config: Config) -> str:
     """YAML of the full effective config, then the load warnings as comments."""
     origin = config.source or "built-in defaults"
     header = f"# effective planctond configuration (from {origin})\n"
-    body = yaml.safe_dump(
-        effective_dict(config), sort_keys=False, default_flow_style=False, allow_unicode=True
-    )
+    body = yaml.safe_dump(effective_dict(config), sort_keys=False, default_flow_style=False)
     warnings = "".join(
         f"# warning: {line}\n" for warning in config.warnings for line in warning.splitlines()
     )

@@ -201,7 +201,7 @@ def _trim(tree: Tree) -> Tree:
     )  # fmt: skip
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(trees, envs)
 def test_random_trees_match_the_reference(tree: Tree, env: dict[str, Value]) -> None:
     tree = _trim(tree)
@@ -256,7 +256,7 @@ TOKENS = [
 ]  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.sampled_from(TOKENS), max_size=25),
     st.fixed_dictionaries(
@@ -281,7 +281,7 @@ def test_token_soup_raises_only_expr_error(tokens: list[str], env: dict[str, int
     assert not isinstance(value, int) or abs(value) <= 2**63
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60))
 def test_arbitrary_text_raises_only_expr_error(source: str) -> None:
     try:
