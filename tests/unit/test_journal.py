@@ -179,3 +179,26 @@ def test_fields_arrive_on_journald_socket() -> None:
     assert f["PLANCTON_POOL"] == "default"
     assert f["PLANCTON_REASON"] == "owner-cpu"
     assert f["PLANCTON_EXIT_CODE"] == "137"
+
+
+@pytest.mark.skipif(shutil.which("journalctl") is None, reason="needs journalctl")
+def test_catalog_compiles_with_journalctl(tmp_path: Path) -> None:
+    """journalctl itself parses the catalog (in a scratch root, never the host's database)."""
+    catalog_dir = tmp_path / "usr/lib/systemd/catalog"
+    catalog_dir.mkdir(parents=True)
+    (tmp_path / "var/lib/systemd/catalog").mkdir(parents=True)
+    (catalog_dir / "planctond.catalog").write_text(
+        (ROOT / "systemd" / "planctond.catalog").read_text()
+    )
+    root = f"--root={tmp_path}"
+    subprocess.run(["journalctl", root, "--update-catalog"], check=True, timeout=60)
+    listed = subprocess.run(
+        ["journalctl", root, "--list-catalog"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    ids = {line.split()[0] for line in listed.splitlines() if line.strip()}
+    assert ids == {m.hex for m in journal.MESSAGE_IDS.values()}
+    assert all(" planctond: " in line for line in listed.splitlines() if line.strip())
