@@ -272,3 +272,29 @@ def test_constant_parts_are_folded_at_compile_time() -> None:
     with pytest.raises(ExprError, match="division by zero"):
         compile_expr("ncpus if hour < 7 else 1 / 0")
     assert compile_expr("ncpus * (2 ** 10)").evaluate({"ncpus": 2}) == 2048
+
+
+def test_no_code_is_ever_compiled_or_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing may build an AST, nothing more: eval/exec are never reached, compile only for ASTs."""
+    import ast
+    import builtins
+
+    real_compile = builtins.compile
+
+    def ast_only(
+        source: object, filename: object, mode: str, flags: int = 0, *a: object, **k: object
+    ) -> object:
+        assert flags & ast.PyCF_ONLY_AST, "compile() asked for a code object"
+        return real_compile(source, filename, mode, flags, *a, **k)  # type: ignore[call-overload]
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("eval/exec called")
+
+    monkeypatch.setattr(builtins, "compile", ast_only)
+    monkeypatch.setattr(builtins, "eval", forbidden)
+    monkeypatch.setattr(builtins, "exec", forbidden)
+    source = "min(ncpus - 1, ram_bytes // GiB) if not on_battery else 0  # fresh, uncached"
+    expression = compile_expr(source.split("  #")[0] + " + 0")
+    assert expression.evaluate(HOST) == 7
+    with pytest.raises(ExprError):
+        compile_expr("__import__('os').system('true') or 1")
