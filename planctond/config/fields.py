@@ -38,7 +38,7 @@ def expected(node: Node, what: str) -> Invalid:
 # --- scalars --------------------------------------------------------------------------------------
 
 
-def duration(*, positive: bool = False) -> Callable[[Node], float]:
+def duration(*, positive: bool = False, minimum: float = 0.0) -> Callable[[Node], float]:
     def read(node: Node) -> float:
         if node.is_map or node.is_list or node.is_null:
             raise expected(node, units.DURATION_HINT)
@@ -48,6 +48,8 @@ def duration(*, positive: bool = False) -> Callable[[Node], float]:
             raise Invalid(str(exc), node) from None
         if positive and seconds <= 0:
             raise expected(node, "a duration greater than 0")
+        if seconds < minimum:
+            raise expected(node, f"a duration of at least {minimum:g}s")
         return seconds
 
     return read

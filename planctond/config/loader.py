@@ -28,6 +28,7 @@ from planctond.config.model import (
     PullPolicy,
 )
 
+MIN_INTERVAL: Final = 0.1  # seconds
 POOL_NAME: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 # Pool keys that map 1:1 onto a PoolConfig field.
@@ -76,8 +77,9 @@ _DOCKER: Final[dict[str, Callable[[Node], Any]]] = {
     "stop_pilots_on_exit": F.boolean,
 }
 _TOP: Final[dict[str, Callable[[Node], Any]]] = {
-    "tick": F.duration(positive=True),
-    "config_check": F.duration(positive=True),
+    # Floors, because a daemon that wakes up every millisecond spends the owner's CPU on watching.
+    "tick": F.duration(positive=True, minimum=MIN_INTERVAL),
+    "config_check": F.duration(positive=True, minimum=MIN_INTERVAL),
     "state_dir": F.absolute_path,
 }
 TOP_KEYS: Final = frozenset({*_TOP, "owner", "pools", "defaults", "docker", "monitoring"})

@@ -162,6 +162,8 @@ def test_null_sections_are_empty() -> None:
         ("tick: true", "tick", "duration"),
         ("tick: [1]", "tick", "duration"),
         ("config_check: 0s", "config_check", "greater than 0"),
+        ("tick: 1ms", "tick", "at least 0.1s"),
+        ("config_check: 0.05", "config_check", "at least 0.1s"),
         ("state_dir: relative/dir", "state_dir", "absolute path"),
         ("owner: {reserve: -0.5}", "owner.reserve", "0 or more"),
         ("owner: {reserve: .inf}", "owner.reserve", "0 or more"),
