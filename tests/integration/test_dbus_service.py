@@ -170,7 +170,8 @@ async def main():
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     reply = await bus.call(Message(destination="org.plancton", path="/org/plancton",
                                    interface="org.plancton.Manager1", member=sys.argv[1]))
-    print(json.dumps([reply.error_name, reply.body[0] if reply.body else None]))
+    print(json.dumps([reply.error_name, reply.body[0] if reply.body else None],
+                     default=lambda v: v.value))  # Variants
 asyncio.run(main())
 """
 
@@ -544,6 +545,55 @@ async def main():
         print(e.type)
 asyncio.run(main())
 """
+
+
+_SERVE_SCRIPT = """
+import asyncio, sys
+from dbus_next import BusType
+from dbus_next.aio.message_bus import MessageBus
+from planctond.control.dbus_service import serve
+from tests.support.fake_controller import FakeController
+async def main():
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    await serve(FakeController(), bus)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+asyncio.run(main())
+"""
+
+
+def test_service_runs_as_the_unprivileged_service_user() -> None:
+    """As in production: the daemon is not root (`plancton`, mapped to nobody here), owns the
+    name by policy, and still tells root (allowed) from another uid (refused)."""
+
+    async def scenario(bus: PrivateBus) -> None:
+        env = {**bus.env(), "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = await asyncio.create_subprocess_exec(
+            *as_user("nobody", "nogroup", [sys.executable, "-c", _SERVE_SCRIPT]),
+            cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdin is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line == b"ready\n", (await proc.stderr.read()).decode() if proc.stderr else ""
+            client = await Client.connect(bus.address)
+            owner = (await client.call_bus("GetNameOwner", "s", [BUS_NAME])).body[0]
+            uid = (await client.call_bus("GetConnectionUnixUser", "s", [owner])).body[0]
+            assert uid == 65534
+            assert await client.ok("Drain") == []  # root
+            assert unwrap((await client.ok("Status"))[0])["state"] == "draining"
+            name, _ = await call_as("daemon", "daemon", "Resume", bus)
+            assert name == "org.freedesktop.DBus.Error.AccessDenied"
+            name, value = await call_as("daemon", "daemon", "Status", bus)
+            assert name is None and value["state"] == "draining"
+            client.bus.disconnect()
+        finally:
+            proc.stdin.close()
+            await asyncio.wait_for(proc.wait(), 30)
+
+    with private_system_bus(service_user="nobody") as bus:
+        run(scenario(bus))
 
 
 def test_only_root_may_own_the_name(bus: PrivateBus) -> None:

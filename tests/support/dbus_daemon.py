@@ -59,10 +59,15 @@ def unavailable_reason() -> str | None:
 
 
 def write_config(
-    directory: Path, socket_path: Path, policies: list[Path], admin_group: str | None = None
+    directory: Path,
+    socket_path: Path,
+    policies: list[Path],
+    admin_group: str | None = None,
+    service_user: str | None = None,
 ) -> Path:
-    """system.conf minus machine specifics, plus `policies`. `admin_group` rewrites the group in
-    our policy so tests can make an existing group (and so a second uid) an admin."""
+    """system.conf minus machine specifics, plus `policies`. `admin_group` / `service_user`
+    rewrite the group and user names in our policy, so tests can give those roles to accounts
+    that exist on this machine (plancton-admin and plancton usually do not)."""
     tree = ET.parse(SYSTEM_CONF)
     root = tree.getroot()
     for child in list(root):
@@ -75,6 +80,8 @@ def write_config(
         text = policy.read_text()
         if admin_group is not None and policy == POLICY_FILE:
             text = text.replace('group="plancton-admin"', f'group="{admin_group}"')
+        if service_user is not None and policy == POLICY_FILE:
+            text = text.replace('user="plancton"', f'user="{service_user}"')
         copy = directory / f"policy-{i}-{policy.name}"
         copy.write_text(text)
         include = ET.Element("include")
@@ -87,14 +94,20 @@ def write_config(
 
 @contextlib.contextmanager
 def private_system_bus(
-    policies: list[Path] | None = None, admin_group: str | None = None
+    policies: list[Path] | None = None,
+    admin_group: str | None = None,
+    service_user: str | None = None,
 ) -> Iterator[PrivateBus]:
     # Not under pytest's tmp_path: that is 0700, and the second uid must reach the socket.
     directory = Path(tempfile.mkdtemp(prefix="planctond-bus-"))
     directory.chmod(0o755)
     socket_path = directory / "system_bus_socket"
     config = write_config(
-        directory, socket_path, [POLICY_FILE] if policies is None else policies, admin_group
+        directory,
+        socket_path,
+        [POLICY_FILE] if policies is None else policies,
+        admin_group,
+        service_user,
     )
     proc = subprocess.Popen(
         ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
