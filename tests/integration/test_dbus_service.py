@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import json
+import pwd
 import sys
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -149,10 +151,10 @@ async def served(
         server.disconnect()
 
 
-async def run_as(user: str, group: str, argv: list[str], bus: PrivateBus) -> tuple[int, str, str]:
+async def run_as(user: str, group: str, argv: list[str], bus: PrivateBus, login_groups: bool = False) -> tuple[int, str, str]:  # fmt: skip
     """Run a client as another uid without blocking the loop the service runs on."""
     proc = await asyncio.create_subprocess_exec(
-        *as_user(user, group, argv),
+        *as_user(user, group, argv, login_groups),
         env=bus.env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -176,9 +178,10 @@ asyncio.run(main())
 """
 
 
-async def call_as(user: str, group: str, member: str, bus: PrivateBus) -> tuple[str | None, Any]:
+async def call_as(user: str, group: str, member: str, bus: PrivateBus, login_groups: bool = False) -> tuple[str | None, Any]:  # fmt: skip
     """(error name or None, first reply value) of a Manager1 call made by another uid."""
-    rc, out, err = await run_as(user, group, [sys.executable, "-c", _CALL_SCRIPT, member], bus)
+    argv = [sys.executable, "-c", _CALL_SCRIPT, member]
+    rc, out, err = await run_as(user, group, argv, bus, login_groups)
     assert rc == 0, err
     name, value = json.loads(out)
     return name, value
@@ -530,6 +533,54 @@ def test_admin_group_member_refused_by_daemon_when_not_in_its_group() -> None:
             assert ctrl.calls == []
 
     with private_system_bus(admin_group="nogroup") as bus:
+        run(scenario(bus))
+
+
+def _supplementary_member() -> tuple[str, str, str] | None:
+    """(user, primary group, other group) for some user that is a supplementary member of a
+    group on this machine, found in the real user database."""
+    for g in grp.getgrall():
+        for user in g.gr_mem:
+            try:
+                pw = pwd.getpwnam(user)
+            except KeyError:
+                continue
+            if pw.pw_gid != g.gr_gid:
+                return user, grp.getgrgid(pw.pw_gid).gr_name, g.gr_name
+    return None
+
+
+def test_authorizer_rule() -> None:
+    default = Authorizer()
+    assert default.may_control(0)
+    assert not default.may_control(65534)
+    assert not default.may_control(4_000_000)  # no such user
+    assert not Authorizer(allowed_uids=frozenset()).may_control(0)
+    assert Authorizer(admin_group="nogroup").may_control(65534)  # primary group counts
+
+
+def test_supplementary_group_member_is_admin_for_bus_and_daemon() -> None:
+    """A supplementary member (as after `usermod -aG plancton-admin USER` and a new login) may
+    control. The bus checks the calling process's groups, the daemon the user database: a
+    process started before the user joined the group is refused by the bus."""
+    found = _supplementary_member()
+    if found is None:
+        pytest.skip("no user with a supplementary group on this machine")
+    user, primary, group = found
+    uid = pwd.getpwnam(user).pw_uid
+    assert Authorizer(admin_group=group).may_control(uid)
+    assert not Authorizer(admin_group=primary + "-not").may_control(uid)
+
+    async def scenario(bus: PrivateBus) -> None:
+        async with served(bus, authorizer=Authorizer(admin_group=group)) as (ctrl, _svc, _c):
+            name, text = await call_as(user, primary, "Drain", bus, login_groups=True)
+            assert name is None, text
+            assert ctrl.calls == ["drain"]
+            name, _ = await call_as(user, primary, "Resume", bus)  # groups not (yet) in creds
+            assert name == "org.freedesktop.DBus.Error.AccessDenied"
+            assert ctrl.calls == ["drain"]
+
+    with private_system_bus(admin_group=group) as bus:
         run(scenario(bus))
 
 

@@ -141,6 +141,8 @@ def private_system_bus(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def as_user(user: str, group: str, argv: list[str]) -> list[str]:
-    """argv run as another uid with only its primary group (no root supplementary groups)."""
-    return ["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups", *argv]
+def as_user(user: str, group: str, argv: list[str], login_groups: bool = False) -> list[str]:
+    """argv run as another uid: with only its primary group, or with the supplementary groups
+    the user database gives it (`login_groups`, as after a fresh login)."""
+    groups = "--init-groups" if login_groups else "--clear-groups"
+    return ["setpriv", f"--reuid={user}", f"--regid={group}", groups, *argv]
