@@ -50,7 +50,8 @@ DEFAULT_IMAGE: Final = "busybox:latest"
 DEFAULT_COMMAND: Final = ("sleep", "60")
 DEFAULT_CPUS: Final = 1.0
 DEFAULT_MEMORY: Final = 2 * 1000 * 1000 * 1000
-DEFAULT_MAX_PILOTS: Final = "ncpus - 2"
+# At least one pilot, so the built-in dummy pilots really start on a 2-core host.
+DEFAULT_MAX_PILOTS: Final = "max(1, ncpus - 2)"
 DEFAULT_RUN_WHEN: Final = "true"
 DEFAULT_PER_TICK: Final = 4
 DEFAULT_TTL: Final = 12 * 3600.0

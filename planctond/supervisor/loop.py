@@ -100,6 +100,7 @@ class Supervisor:
         self._ops: set[asyncio.Task[Any]] = set()
         self._pulling: set[str] = set()
         self._kick = asyncio.Event()
+        self._full_wanted = False  # (re)connected: reconcile with a list call at once
         self._shutdown = asyncio.Event()
         self._stop_pilots_on_exit = config.docker.stop_pilots_on_exit
         self._docker_ok = False
@@ -331,7 +332,8 @@ class Supervisor:
             self._kick.clear()
             if self._shutdown.is_set():
                 break
-            if time.monotonic() >= next_full:
+            if time.monotonic() >= next_full or self._full_wanted:
+                self._full_wanted = False
                 await self._full_tick()
                 next_full = time.monotonic() + self.config.tick
                 report = self.status()
@@ -365,7 +367,7 @@ class Supervisor:
         for p, code in ended:
             self._pilot_ended(p, code)
         for p in vanished:
-            self._pilot_ended(p, None, remove=False)
+            self._pilot_ended(p, None, remove=False, judged=False)
         host = self._sample()
         if host is not None:
             self._host = host
@@ -509,9 +511,11 @@ class Supervisor:
         finally:
             self._starting[pool.name] = max(0, self._starting.get(pool.name, 1) - 1)
             self._starting_names.discard(spec.name)
+        known = self.registry.get(cid) is not None
         pilot = self.registry.from_labels(cid, spec.name, spec.create["labels"], pool.image)
         pilot.created = min(pilot.created, time.time())
-        self._emit(EventKind.PILOT_STARTED, f"started: {why}", pilot, reason="spawned")
+        if not known:
+            self._emit(EventKind.PILOT_STARTED, f"started: {why}", pilot, reason="spawned")
         if cid in self._early_exits:
             self._pilot_ended(pilot, self._early_exits.pop(cid))
 
@@ -575,7 +579,9 @@ class Supervisor:
         except EngineError as exc:
             log.warning("%s", exc)
 
-    def _pilot_ended(self, p: Pilot, exit_code: int | None, remove: bool = True) -> None:
+    def _pilot_ended(
+        self, p: Pilot, exit_code: int | None, remove: bool = True, judged: bool = True
+    ) -> None:
         """Report an exit once, feed the pool's back-off, remove the container, replace it now."""
         if p.ended:
             return
@@ -583,7 +589,8 @@ class Supervisor:
         lifetime = max(0.0, time.time() - p.created)
         pool = self.config.pool(p.pool)
         stopped_by_us = p.stop_reason is not None
-        if pool is not None:
+        # A pilot removed behind our back (`judged=False`) says nothing about the pool's health.
+        if pool is not None and judged:
             current = self._policy.backoff.get(pool.name, backoff_mod.Backoff())
             bo = backoff_mod.after_exit(
                 current,
@@ -731,6 +738,7 @@ class Supervisor:
 
         fut = loop.run_in_executor(self._pool, pump)
         # Events may have raced the connect: a full tick reconciles with one list call.
+        self._full_wanted = True
         self._kick.set()
         try:
             while True:
@@ -770,7 +778,7 @@ class Supervisor:
         elif action == "unpause" and p.phase is PilotPhase.FROZEN:
             p.phase = PilotPhase.RUNNING
         elif action == "destroy":
-            self._pilot_ended(p, None, remove=False)
+            self._pilot_ended(p, None, remove=False, judged=False)
 
     # --- configuration ------------------------------------------------------------------------
     def _digest(self) -> str:

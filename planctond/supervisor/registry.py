@@ -56,8 +56,13 @@ def _phase_of(state: str) -> PilotPhase | None:
 
 
 class Registry:
+    FORGET_AFTER = 600.0
+
     def __init__(self) -> None:
         self._pilots: dict[str, Pilot] = {}
+        # Ended pilots whose container may still show in a list until its removal completes:
+        # they must not come back as "adopted".
+        self._ended: dict[str, float] = {}
 
     def __iter__(self) -> Iterator[Pilot]:
         return iter(list(self._pilots.values()))
@@ -69,6 +74,10 @@ class Registry:
         return self._pilots.get(cid)
 
     def pop(self, cid: str) -> Pilot | None:
+        now = time.monotonic()
+        self._ended[cid] = now
+        if len(self._ended) > 1000:
+            self._ended = {k: t for k, t in self._ended.items() if now - t < self.FORGET_AFTER}
         return self._pilots.pop(cid, None)
 
     def add(self, pilot: Pilot) -> Pilot:
@@ -106,6 +115,10 @@ class Registry:
         seen: set[str] = set()
         for rec in records:
             seen.add(rec.id)
+            if rec.name in starting and rec.id not in self._pilots:
+                continue  # our own start in flight: _start_pilot registers it when it returns
+            if rec.id in self._ended:
+                continue  # reported already; its removal is under way
             phase = _phase_of(rec.state)
             pilot = self._pilots.get(rec.id)
             if pilot is None:
@@ -118,8 +131,6 @@ class Registry:
             if phase is None:
                 if not pilot.ended:
                     ended.append((pilot, rec.exit_code))
-            elif phase is PilotPhase.CREATED and rec.name in starting:
-                continue  # our own start in flight
             elif pilot.phase is not PilotPhase.STOPPING:
                 pilot.phase = phase
         vanished = [

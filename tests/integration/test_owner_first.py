@@ -72,7 +72,9 @@ def test_owner_load_freezes_then_stops_pilots_and_they_come_back(
     d.wait_for_line(r"pilot-(stopped|killed) .*owner-cpu", 30, since=mark)
     t_stopped = _at(d, r"pilot-(stopped|killed) .*owner-cpu", mark)
     assert t_stopped - t_frozen >= 2.5, "stopped before `freeze` (3 s) ran out"
-    wait_for(lambda: not (first & {c.id for c in pilots(docker_client, d.instance_id, all=True)}), 30)
+    wait_for(
+        lambda: not (first & {c.id for c in pilots(docker_client, d.instance_id, all=True)}), 30
+    )
     burner.stop()
     t_quiet = time.monotonic()
     d.wait_for_line(r"pilot-started", 40, since=d.mark())
