@@ -37,10 +37,10 @@ NOT_RUNNING_ERRORS: Final = frozenset(
     {
         "org.freedesktop.DBus.Error.ServiceUnknown",
         "org.freedesktop.DBus.Error.NameHasNoOwner",
-        "org.freedesktop.DBus.Error.NoReply",
         "org.freedesktop.DBus.Error.Disconnected",
     }
 )
+READ_MEMBERS: Final = frozenset({"Status", "ListPilots", "Get"})
 DENIED_ERRORS: Final = frozenset(
     {"org.freedesktop.DBus.Error.AccessDenied", "org.plancton.Error.AccessDenied"}
 )
@@ -140,11 +140,15 @@ async def _call(member: str, interface: str = INTERFACE, signature: str = "", bo
                 EXIT_NOT_RUNNING, f"planctond is not running ({BUS_NAME} is not on the system bus)"
             )
         if name in DENIED_ERRORS:
-            raise CtlError(
-                EXIT_DENIED,
-                f"permission denied: {text}\n"
-                f"(changing planctond's state needs root or membership in group {ADMIN_GROUP})",
+            hint = (
+                "reading planctond's status is open to everyone: is the bus policy "
+                "/usr/share/dbus-1/system.d/org.plancton.conf installed?"
+                if member in READ_MEMBERS
+                else f"changing planctond's state needs root or membership in group {ADMIN_GROUP}"
             )
+            raise CtlError(EXIT_DENIED, f"permission denied: {text}\n({hint})")
+        if name == "org.freedesktop.DBus.Error.NoReply":
+            raise CtlError(EXIT_FAILED, f"{member}: planctond did not answer in time ({text})")
         raise CtlError(EXIT_FAILED, f"{member} failed: {text}")
     return list(reply.body)
 

@@ -267,6 +267,28 @@ def test_permission_denied_exit_4(bus: PrivateBus) -> None:
 
 
 @needs_bus
+def test_read_denied_without_our_policy(tmp_path: Path) -> None:
+    """A bus where only root may own the name and nothing else is allowed (policy not installed)."""
+    bare = tmp_path / "bare.conf"
+    bare.write_text(
+        '<busconfig><policy user="root"><allow own="org.plancton"/></policy></busconfig>'
+    )
+
+    async def scenario(bus: PrivateBus) -> None:
+        server, svc = await with_service(bus, FakeController())
+        try:
+            rc, _, err = await ctl(bus, "status", user=("nobody", "nogroup"))
+            assert rc == planctonctl.EXIT_DENIED
+            assert "org.plancton.conf installed?" in err
+        finally:
+            await svc.close()
+            server.disconnect()
+
+    with private_system_bus(policies=[bare]) as bus:
+        run(scenario(bus))
+
+
+@needs_bus
 def test_not_running_exit_3(bus: PrivateBus) -> None:
     async def scenario() -> None:
         rc, _, err = await ctl(bus, "status")
