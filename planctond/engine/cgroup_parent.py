@@ -277,7 +277,12 @@ def remove_idle_parent(layout: CgroupLayout, parent: str, driver: str = "cgroupf
     if driver != "cgroupfs":
         raise CgroupSetupError("only the cgroupfs parent is ours to remove; systemd owns slices")
     rel = parent_relpath(parent, driver)
-    mounts = [layout.root] if layout.version == 2 else sorted(set(layout.controllers.values()))
+    if layout.version == 2:
+        mounts = [layout.root]
+    else:
+        mounts = sorted(set(layout.controllers.values()))
+        if layout.unified is not None:
+            mounts.append(layout.unified)  # runc mirrored the path there (hybrid hosts)
     seen: set[str] = set()
     for mount in mounts:
         real = os.path.realpath(mount)

@@ -24,9 +24,66 @@ from typing import Literal
 
 Driver = Literal["cgroupfs", "systemd"]
 DRIVERS: tuple[str, ...] = ("cgroupfs", "systemd")
+V1_CONTROLLERS = frozenset(
+    {
+        "blkio",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "freezer",
+        "hugetlb",
+        "memory",
+        "misc",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "pids",
+        "rdma",
+    }
+)
 
 # Mount directories under a v1 root that are not controllers.
 _NOT_CONTROLLERS = frozenset({"unified"})
+MOUNTS_FILE = "/proc/self/mounts"
+
+
+def _unescape(field: str) -> str:
+    """/proc/self/mounts writes space, tab, newline and backslash as octal escapes."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def _mounted_hierarchies(root: str, mounts_file: str) -> tuple[dict[str, str], str | None] | None:
+    """v1 controller -> mount point, and a v2 mount, for cgroup filesystems mounted directly
+    under `root`; None when nothing is mounted there (a test tree, or no /proc)."""
+    try:
+        with open(mounts_file, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    real_root = os.path.realpath(root)
+    controllers: dict[str, str] = {}
+    unified: str | None = None
+    found = False
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 4 or fields[2] not in ("cgroup", "cgroup2"):
+            continue
+        point = _unescape(fields[1])
+        if os.path.dirname(point) != real_root:
+            continue
+        found = True
+        if fields[2] == "cgroup2":
+            unified = point
+            continue
+        for opt in fields[3].split(","):
+            if opt.startswith("name="):
+                controllers[opt[len("name=") :]] = point
+            elif opt in V1_CONTROLLERS:
+                controllers[opt] = point
+    return (controllers, unified) if found else None
 
 
 class CgroupError(Exception):
@@ -40,14 +97,30 @@ class CgroupLayout:
     version: int
     root: str
     controllers: dict[str, str] = field(default_factory=dict)  # v1: controller -> mount dir
+    # v1 "hybrid" hosts also mount an empty v2 tree (e.g. /sys/fs/cgroup/unified) where runc
+    # mirrors each container's path: nothing to read there, but cleanup must know it.
+    unified: str | None = None
 
     @classmethod
-    def detect(cls, root: str = "/sys/fs/cgroup") -> CgroupLayout:
+    def detect(cls, root: str = "/sys/fs/cgroup", mounts_file: str = MOUNTS_FILE) -> CgroupLayout:
         """Tell v1 from v2 by the files the kernel puts there, so a test can point `root` at a
         tree of plain files. A v2 tree mounted beside v1 controllers (the "hybrid" layout, e.g.
-        /sys/fs/cgroup/unified) holds no controllers: that host is v1."""
+        /sys/fs/cgroup/unified) holds no controllers: that host is v1.
+
+        v1 controllers are taken from the mount table when cgroups are mounted under `root`:
+        a plain directory there (systemd in a container sharing the host's /sys/fs/cgroup
+        leaves some, e.g. `hugetlb` when it is not mounted) is not a controller, and creating
+        the pilots' parent in it would only litter a tmpfs."""
         if os.path.isfile(os.path.join(root, "cgroup.controllers")):
             return cls(version=2, root=root)
+        mounted = _mounted_hierarchies(root, mounts_file)
+        if mounted is not None and mounted[0]:
+            table, unified = mounted
+            # Keep the caller's spelling of root (mount points are real paths).
+            base = os.path.realpath(root)
+            rebased = {k: os.path.join(root, os.path.relpath(v, base)) for k, v in table.items()}
+            uni = None if unified is None else os.path.join(root, os.path.relpath(unified, base))
+            return cls(version=1, root=root, controllers=dict(sorted(rebased.items())), unified=uni)
         controllers: dict[str, str] = {}
         try:
             entries = sorted(os.listdir(root))
@@ -66,7 +139,9 @@ class CgroupLayout:
                 f"no cgroup hierarchy under {root}: neither cgroup.controllers (v2) "
                 "nor controller mounts (v1) found"
             )
-        return cls(version=1, root=root, controllers=controllers)
+        hybrid = os.path.join(root, "unified")
+        unified = hybrid if os.path.isfile(os.path.join(hybrid, "cgroup.controllers")) else None
+        return cls(version=1, root=root, controllers=controllers, unified=unified)
 
     def mount(self, controller: str) -> str | None:
         """The directory a controller's tree starts at: its v1 mount, or the v2 root."""

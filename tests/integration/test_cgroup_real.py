@@ -39,6 +39,16 @@ def _wait(cond: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def test_real_layout_lists_only_mounted_hierarchies() -> None:
+    layout = CgroupLayout.detect()
+    if layout.version == 2:
+        assert os.path.ismount(layout.root)
+        return
+    assert {"cpu", "cpuacct", "memory", "freezer"} <= set(layout.controllers)
+    for path in layout.controllers.values():
+        assert os.path.ismount(path), path
+
+
 @needs_root
 def test_setup_main_on_the_real_host(capsys: pytest.CaptureFixture[str]) -> None:
     layout = CgroupLayout.detect()
@@ -131,6 +141,6 @@ def test_pilot_under_idle_parent_is_counted(
         # The parent outlives its pilots (runc removes only the container's own cgroups) ...
         assert os.path.isdir(setup.path)
         remove_idle_parent(layout, parent)
-    # ... and the cleanup removed it under every controller.
-    for mount in layout.controllers.values():
+    # ... and the cleanup removed it under every controller (and runc's hybrid v2 mirror).
+    for mount in [*layout.controllers.values(), *([layout.unified] if layout.unified else [])]:
         assert not os.path.exists(os.path.join(mount, parent.lstrip("/")))

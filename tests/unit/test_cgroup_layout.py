@@ -208,6 +208,7 @@ def test_detect_v1_hybrid_ignores_unified(kernel_v1: FakeKernel) -> None:
     assert layout.cpuacct == str(kernel_v1.root / "cpuacct")
     assert layout.freezer == str(kernel_v1.root / "freezer")
     assert "unified" not in layout.controllers
+    assert layout.unified == str(kernel_v1.root / "unified")
 
 
 def test_detect_v1_joint_mount_prefers_exact_names(tmp_path: Path) -> None:
@@ -215,6 +216,41 @@ def test_detect_v1_joint_mount_prefers_exact_names(tmp_path: Path) -> None:
     layout = CgroupLayout.detect(str(k.root))
     assert layout.cpu == str(k.root / "cpu")
     assert layout.cpuacct == str(k.root / "cpuacct")
+
+
+def test_detect_v1_from_mount_table(kernel_v1: FakeKernel, tmp_path: Path) -> None:
+    """Only mounted hierarchies count: a stray plain directory is not a controller."""
+    stray = kernel_v1.root / "hugetlb"
+    stray.mkdir()
+    (kernel_v1.root / "systemd").mkdir()  # the named systemd hierarchy (no controller files)
+    root = str(kernel_v1.root)
+    mounts = tmp_path / "mounts"
+    lines = ["proc /proc proc rw,nosuid 0 0", f"tmpfs {root} tmpfs ro,relatime,mode=755 0 0"]
+    lines += [f"cgroup {root}/{c} cgroup rw,relatime,{c} 0 0" for c in V1_CONTROLLERS]
+    lines += [
+        f"cgroup {root}/systemd cgroup rw,nosuid,xattr,name=systemd 0 0",
+        f"cgroup2 {root}/unified cgroup2 rw,nosuid,nodev,noexec,relatime 0 0",
+        f"cgroup {root}/elsewhere/cpu cgroup rw,cpu 0 0",  # not directly under root: ignored
+    ]
+    mounts.write_text("\n".join(lines) + "\n")
+    layout = CgroupLayout.detect(root, mounts_file=str(mounts))
+    assert set(layout.controllers) == {*V1_CONTROLLERS, "systemd"}
+    assert layout.unified == f"{root}/unified"
+    assert "hugetlb" in CgroupLayout.detect(root, mounts_file=str(tmp_path / "none")).controllers
+    ensure_idle_parent(layout, "/planctond", "cgroupfs")
+    assert not (stray / "planctond").exists()
+    assert (kernel_v1.root / "pids" / "planctond").is_dir()
+
+
+def test_detect_mount_points_with_escapes(tmp_path: Path) -> None:
+    root = tmp_path / "cg root"
+    (root / "cpu,cpuacct").mkdir(parents=True)
+    esc = str(root).replace(" ", "\\040")
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"cgroup {esc}/cpu,cpuacct cgroup rw,cpu,cpuacct 0 0\n")
+    layout = CgroupLayout.detect(str(root), mounts_file=str(mounts))
+    assert layout.cpu == layout.cpuacct == str(root / "cpu,cpuacct")
+    assert layout.memory is None and layout.unified is None
 
 
 def test_detect_nothing(tmp_path: Path) -> None:
@@ -341,8 +377,17 @@ def test_idle_parent_v1_nested_and_repairs_cpuset(kernel_v1: FakeKernel) -> None
     for level in ("outer", "outer/pilots"):
         assert (kernel_v1.root / "cpuset" / level / "cpuset.cpus").read_text() == "0-3"
     assert (kernel_v1.root / "cpu" / "outer" / "cpu.idle").read_text() == "0\n"  # only the leaf
+    (kernel_v1.root / "unified" / "outer" / "pilots").mkdir(parents=True)  # runc's mirror
+    kernel_v1.make(f"memory/outer/pilots/{CID}")  # a pilot still there: refused, and said so
+    with pytest.raises(CgroupSetupError, match=r"cannot remove cgroup .*/outer/pilots.*busy"):
+        remove_idle_parent(layout, "/outer/pilots")
+    kernel_v1.rmdir(str(kernel_v1.root / "memory" / "outer" / "pilots" / CID))
     remove_idle_parent(layout, "/outer/pilots")
     assert not (kernel_v1.root / "cpu" / "outer" / "pilots").exists()
+    assert not (kernel_v1.root / "memory" / "outer" / "pilots").exists()
+    assert not (kernel_v1.root / "unified" / "outer" / "pilots").exists()
+    with pytest.raises(CgroupSetupError, match="systemd owns slices"):
+        remove_idle_parent(layout, "planctond.slice", "systemd")
     assert (kernel_v1.root / "cpu" / "outer").exists()
 
 
