@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
+import docker
 import docker.errors
 import pytest
 
 from tests.support.daemon import DaemonProcess
 from tests.support.docker_engine import DockerEngine
-from tests.support.images import IMAGES_SH
+from tests.support.images import IMAGES_SH, REPO
 from tests.support.scope import LABEL_CASE, ContainerScope
 from tests.support.waiting import WaitTimeout, wait_for
 
@@ -97,6 +100,49 @@ def test_scope_cleanup_removes_only_its_own(
     finally:
         foreign.remove(force=True)
         lookalike.remove(force=True)
+
+
+@docker_mark
+def test_dockerd_script_starts_reuses_and_stops_a_private_engine() -> None:
+    """contrib/devstack/dockerd.sh, what `make setup` and users run, on a socket of its own."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start dockerd")
+    script = REPO / "contrib" / "devstack" / "dockerd.sh"
+    # Short: unix socket paths are limited to 108 bytes, containerd's sits deeper.
+    base = Path(tempfile.mkdtemp(prefix="pds-", dir="/tmp"))
+    sock = ["--socket", str(base / "docker.sock"), "--root", str(base / "d")]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(script), *args, *sock],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    try:
+        started = run("start")
+        assert started.returncode == 0, started.stderr
+        assert "starting dockerd" in started.stderr
+        client = docker.DockerClient(base_url=f"unix://{base / 'docker.sock'}", version="auto")
+        try:
+            assert client.info()["DockerRootDir"] == str(base / "d" / "data")
+        finally:
+            client.close()
+        again = run("start")
+        assert again.returncode == 0 and "reusing it" in again.stderr, again.stderr
+        assert run("status").returncode == 0
+        stopped = run("stop")
+        assert stopped.returncode == 0 and "stopped" in stopped.stderr, stopped.stderr
+        assert run("status").returncode == 3
+        # Nothing stays mounted under its root: the directory can be removed.
+        with open("/proc/mounts") as f:
+            assert not [line for line in f if str(base) in line]
+    finally:
+        run("stop")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_wait_for_returns_the_value_and_times_out_with_the_reason() -> None:
