@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import docker  # noqa: E402
+import docker.errors  # noqa: E402
 
 from planctond.engine.cgroup_parent import ensure_idle_parent, remove_idle_parent  # noqa: E402
 from planctond.sensors.cgroups import CgroupLayout, PilotCgroups  # noqa: E402
@@ -86,6 +87,36 @@ def ensure_image(url: str) -> None:
 
 def cpu_seconds(pcgs: list[tuple[PilotCgroups, str]]) -> float:
     return sum(pc.container_cpu_seconds(cid) or 0.0 for pc, cid in pcgs)
+
+
+def _spin_forever() -> None:
+    while True:
+        pass
+
+
+def freeze_under_load(pilots: list[Any], nproc: int, tries: int = 3) -> tuple[int, int]:
+    """(successful, attempted) `docker pause` of running pilots while the owner loads every
+    core: can planctond's freeze step work when the owner needs the CPU?"""
+    ctx = mp.get_context("fork")
+    owners = [ctx.Process(target=_spin_forever, daemon=True) for _ in range(nproc)]
+    for p in owners:
+        p.start()
+    ok = 0
+    try:
+        time.sleep(0.5)
+        for _ in range(tries):
+            for c in pilots:
+                try:
+                    c.pause()
+                except docker.errors.APIError:
+                    continue
+                ok += 1
+                c.unpause()
+    finally:
+        for p in owners:
+            p.kill()
+            p.join()
+    return ok, tries * len(pilots)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +192,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"round {r + 1} {cfg:8s} {wall:6.2f} s  pilots {used / wall:4.2f} CPUs",
                     flush=True,
                 )
+        freezes: dict[str, tuple[int, int]] = {}
+        for cfg in ("default", "idle"):
+            for c in pilots[cfg]:
+                c.start()
+            freezes[cfg] = freeze_under_load(pilots[cfg], nproc)
+            for c in pilots[cfg]:
+                c.kill()
+            for c in pilots[cfg]:
+                c.wait(timeout=60)
+            print(f"freeze under load {cfg}: {freezes[cfg][0]}/{freezes[cfg][1]} pauses worked")
     finally:
         for cs in pilots.values():
             for c in cs:
@@ -214,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
             "milliseconds, before any policy tick. `--cpu-shares 2` does not do that: shares "
             "only rank a pilot against its siblings inside Docker's own parent cgroup, which as "
             "a whole still weighs as much as an owner task at the top level.",
+            "",
+            f"Freezing while the owner loads every core (`docker pause`, 3 tries per pilot): "
+            f"default cgroup {freezes['default'][0]}/{freezes['default'][1]} worked, idle parent "
+            f"{freezes['idle'][0]}/{freezes['idle'][1]}. Under the idle parent runc's freeze "
+            'gives up ("unable to freeze") because starved SCHED_IDLE tasks do not get to run '
+            "into the freezer within its deadline: the policy's freeze step cannot be relied on "
+            "there (the pilots are not running anyway; stopping them still works).",
             "",
         ]
     )
