@@ -301,3 +301,34 @@ def test_docker_unreachable_at_start_is_waited_out(
         d.wait_for_line(r"pilot-started", 30)
     finally:
         d.stop(timeout=60)
+
+
+def test_docker_lost_while_running_is_waited_out_and_pilots_kept(
+    docker_engine: Any, docker_client: Any, busybox_image: str, tmp_path: Path
+) -> None:
+    from tests.support.daemon import DaemonProcess
+    from tests.support.socket_proxy import SocketProxy
+
+    proxy = SocketProxy(tmp_path / "proxy.sock", docker_engine.socket_path)
+    proxy.up()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(pool_config(max_pilots="2"))
+    d = DaemonProcess(cfg, tmp_path / "st", proxy.url).start()
+    try:
+        wait_for(lambda: len(pilots(docker_client, d.instance_id)) == 2, 30, message=d.tail)
+        before = running_ids(docker_client, d.instance_id)
+        mark = d.mark()
+        proxy.down()
+        d.wait_for_line(r"docker-lost", 30, since=mark)
+        time.sleep(5)
+        assert d.running(), d.tail()
+        assert len(d.find_lines(r"docker-lost", mark)) == 1
+        proxy.up()
+        d.wait_for_line(r"docker-back", 60, since=mark)
+        time.sleep(3)
+        # the same pilots, neither lost nor duplicated
+        assert running_ids(docker_client, d.instance_id) == before
+        assert not d.find_lines(r"pilot-started .*: started:", mark)
+    finally:
+        d.stop(timeout=60)
+        proxy.down()
