@@ -27,8 +27,10 @@ from planctond.sensors.averages import RollingMeans
 from planctond.sensors.cgroups import PilotCgroups
 from planctond.sensors.pressure import read_pressure
 
-# Below this interval the jiffy counters (10 ms granularity per CPU) are too coarse to mean much:
-# such a sample is reported but flagged as warming up and kept out of the averages.
+# Below this interval the jiffy counters (10 ms granularity per CPU) are too coarse to mean much
+# (one jiffy in 5 ms reads as 2 CPUs): such a sample repeats the last good reading (0 before the
+# first), is flagged as warming up, stays out of the averages and keeps the old baseline, so the
+# next sample covers the whole interval.
 MIN_INTERVAL = 0.25
 # Totals that change only when an admin adds swap or a battery: re-read this often, not per tick.
 SLOW_REFRESH = 60.0
@@ -86,6 +88,7 @@ class HostSensor:
         self._slow_at = -math.inf
         self._swap_total = 0
         self._on_battery = False
+        self._last_cpu = (0.0, 0.0)  # (host, pilots) of the last interval long enough to trust
         self.warming_up = True  # the last sample covered less than MIN_INTERVAL
         self.last_interval = 0.0
 
@@ -103,20 +106,22 @@ class HostSensor:
     def _cpu(self, now: float) -> tuple[float, float, int]:
         busy, ncpus = read_proc_stat(self._stat_path)
         ncpus = ncpus or os.cpu_count() or 1
-        pilots = self._pilots_seconds()
         elapsed = now - self._prev_t
         self.last_interval = elapsed
-        host_cpu = pilots_cpu = 0.0
-        if elapsed > 0:
-            host_cpu = min(float(ncpus), max(0.0, (busy - self._prev_busy) / self._hz / elapsed))
-            if pilots is not None and self._prev_pilots is not None:
-                # Clamped to [0, host_cpu]: the cgroup counter (scheduler nanoseconds) and
-                # /proc/stat (jiffies) are different clocks read a few microseconds apart, so
-                # with pilots using every core their share can read a little above the host's
-                # total; and a re-created parent restarts its counter at zero. Pilots can never
-                # really use more than the host did, and the owner's use is never negative.
-                pilots_cpu = min(host_cpu, max(0.0, (pilots - self._prev_pilots) / elapsed))
+        if elapsed < MIN_INTERVAL:
+            return self._last_cpu[0], self._last_cpu[1], ncpus
+        pilots = self._pilots_seconds()
+        host_cpu = min(float(ncpus), max(0.0, (busy - self._prev_busy) / self._hz / elapsed))
+        pilots_cpu = 0.0
+        if pilots is not None and self._prev_pilots is not None:
+            # Clamped to [0, host_cpu]: the cgroup counter (scheduler nanoseconds) and
+            # /proc/stat (jiffies) are different clocks read a few microseconds apart, so with
+            # pilots using every core their share can read a little above the host's total;
+            # and a re-created parent restarts its counter at zero. Pilots can never really
+            # use more than the host did, and the owner's use is never negative.
+            pilots_cpu = min(host_cpu, max(0.0, (pilots - self._prev_pilots) / elapsed))
         self._prev_t, self._prev_busy, self._prev_pilots = now, busy, pilots
+        self._last_cpu = (host_cpu, pilots_cpu)
         return host_cpu, pilots_cpu, ncpus
 
     def sample(self, extra: Mapping[str, float | bool] | None = None) -> HostSnapshot:
