@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 import uuid
 from typing import Any
 
 import pytest
 
-from planctond.engine.cgroup_parent import ensure_idle_parent, remove_idle_parent, setup_main
+from planctond.engine.cgroup_parent import (
+    CgroupSetupError,
+    ensure_idle_parent,
+    remove_idle_parent,
+    setup_main,
+)
 from planctond.sensors.cgroups import CgroupLayout, PilotCgroups
 from planctond.sensors.host import HostSensor
 from tests.support.scope import ContainerScope
@@ -144,3 +150,50 @@ def test_pilot_under_idle_parent_is_counted(
     # ... and the cleanup removed it under every controller (and runc's hybrid v2 mirror).
     for mount in [*layout.controllers.values(), *([layout.unified] if layout.unified else [])]:
         assert not os.path.exists(os.path.join(mount, parent.lstrip("/")))
+
+
+HYBRID_V2 = "/sys/fs/cgroup/unified"
+
+
+@needs_root
+@pytest.mark.skipif(
+    not os.path.isfile(os.path.join(HYBRID_V2, "cgroup.controllers")),
+    reason="no hybrid cgroup v2 mount on this host",
+)
+def test_v2_readings_on_the_real_kernel() -> None:
+    """This host's cgroup v2 tree (the hybrid mount) has no controllers, but the kernel's own
+    v2 files are there: cpu.stat's usage_usec, cgroup.freeze. Read them for real, with a
+    spinning process moved into a pilot-shaped cgroup; and see the setup refuse, naming the
+    fix, when v2 has no cpu controller to make idle."""
+    layout = CgroupLayout.detect(HYBRID_V2)
+    assert layout.version == 2
+    parent = _test_parent()
+    cid = uuid.uuid4().hex + uuid.uuid4().hex
+    with pytest.raises(CgroupSetupError, match=r"cpu controller is not enabled.*subtree_control"):
+        ensure_idle_parent(layout, parent, "cgroupfs")
+    pcg = PilotCgroups(layout, parent, "cgroupfs")
+    pilot_dir = pcg.container_paths(cid)["unified"]
+    os.mkdir(pilot_dir)
+    proc = subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"])
+    try:
+        with open(os.path.join(pilot_dir, "cgroup.procs"), "w") as f:
+            f.write(str(proc.pid))
+        with open(os.path.join(pilot_dir, "cgroup.freeze")) as f:
+            assert f.read().strip() == "0"
+        a = pcg.total_cpu_seconds()
+        time.sleep(1.5)
+        b = pcg.total_cpu_seconds()
+        mine = pcg.container_cpu_seconds(cid)
+        assert a is not None and b is not None and mine is not None
+        assert 0.2 <= (b - a) / 1.5 <= 1.1  # one spinning process (the host is shared)
+        assert mine <= b + 1e-3
+        assert pcg.container_cpu_seconds(cid[:12]) == pytest.approx(mine, abs=0.1)
+        assert pcg.memory_bytes() is None  # no memory controller on this v2 tree
+    finally:
+        proc.kill()
+        proc.wait()
+        time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            os.rmdir(pilot_dir)
+        remove_idle_parent(layout, parent)
+    assert not os.path.exists(os.path.join(HYBRID_V2, parent.lstrip("/")))
