@@ -25,7 +25,7 @@ import errno
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from planctond import constants as C
@@ -74,7 +74,6 @@ class IdleSetup:
     changed: bool  # False: everything was already in place (nothing written)
     created: tuple[str, ...] = ()
     note: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         setting = {
@@ -222,10 +221,10 @@ def _setup_cgroupfs(layout: CgroupLayout, rel: str) -> tuple[str, list[str]]:
     return os.path.join(cpu, rel), created
 
 
-def _slice_unit_sets_idle() -> str | None:
-    """The installed planctond.slice unit file that sets CPUWeight=idle, if any."""
+def _slice_unit_sets_idle(slice_name: str) -> str | None:
+    """The installed unit file of this slice, if it sets CPUWeight=idle."""
     for d in SYSTEMD_UNIT_DIRS:
-        unit = os.path.join(d, C.CGROUP_PARENT_SYSTEMD)
+        unit = os.path.join(d, slice_name)
         text = _read(unit)
         if text and any(line.replace(" ", "") == "CPUWeight=idle" for line in text.splitlines()):
             return unit
@@ -253,7 +252,7 @@ def ensure_idle_parent(layout: CgroupLayout, parent: str, driver: str) -> IdleSe
     if os.path.isdir(cpu_dir):
         mode, changed = _make_idle(cpu_dir)
         return IdleSetup(mode, cpu_dir, driver, layout.version, changed)
-    unit = _slice_unit_sets_idle()
+    unit = _slice_unit_sets_idle(parent)
     if unit is not None and layout.version == 2:
         return IdleSetup(
             "cpu.idle",
