@@ -79,7 +79,7 @@ def test_1_install_enables_and_starts_it_unprivileged_with_pilots(
     assert "docker" in groups, groups
     pid = main_pid(host)
     assert host.check(["ps", "-o", "user=", "-p", str(pid)]).strip() == C.SERVICE_USER
-    # The host owner sets the pool up (the default max_pilots leaves 2 CPUs: none on 2 cores).
+    # The host owner sets the pool up: pilots small enough to fit a busy 2-core CI machine.
     write_config(host, SHORT)
     host.check(["systemctl", "reload", UNIT])
     wait_pilots(host, PILOTS)
