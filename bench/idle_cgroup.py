@@ -141,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     layout = CgroupLayout.detect()
     tag = uuid.uuid4().hex[:8]
     parent = f"/planctond-bench-{tag}"
-    setup = ensure_idle_parent(layout, parent, "cgroupfs")
+    try:
+        setup = ensure_idle_parent(layout, parent, "cgroupfs")
+    except Exception:
+        with contextlib.suppress(Exception):  # what a half-done setup created
+            remove_idle_parent(layout, parent)
+        raise
     print(setup.describe(), flush=True)
     default_parent = "/docker"  # Docker's own parent with the cgroupfs driver
     pilots: dict[str, list[Any]] = {}

@@ -88,7 +88,12 @@ def test_pilot_under_idle_parent_is_counted(
         pytest.skip(f"engine uses the {driver} cgroup driver; this test creates a cgroupfs parent")
     layout = CgroupLayout.detect()
     parent = _test_parent()
-    setup = ensure_idle_parent(layout, parent, "cgroupfs")
+    try:
+        setup = ensure_idle_parent(layout, parent, "cgroupfs")
+    except Exception:
+        with contextlib.suppress(Exception):  # what a half-done setup created
+            remove_idle_parent(layout, parent)
+        raise
     container = None
     try:
         cpu_dir = setup.path
@@ -169,13 +174,14 @@ def test_v2_readings_on_the_real_kernel() -> None:
     assert layout.version == 2
     parent = _test_parent()
     cid = uuid.uuid4().hex + uuid.uuid4().hex
-    with pytest.raises(CgroupSetupError, match=r"cpu controller is not enabled.*subtree_control"):
-        ensure_idle_parent(layout, parent, "cgroupfs")
     pcg = PilotCgroups(layout, parent, "cgroupfs")
     pilot_dir = pcg.container_paths(cid)["unified"]
-    os.mkdir(pilot_dir)
-    proc = subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"])
+    proc = None
     try:
+        with pytest.raises(CgroupSetupError, match=r"cpu controller is not enabled.*subtree_co"):
+            ensure_idle_parent(layout, parent, "cgroupfs")
+        os.mkdir(pilot_dir)
+        proc = subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"])
         with open(os.path.join(pilot_dir, "cgroup.procs"), "w") as f:
             f.write(str(proc.pid))
         with open(os.path.join(pilot_dir, "cgroup.freeze")) as f:
@@ -190,9 +196,10 @@ def test_v2_readings_on_the_real_kernel() -> None:
         assert pcg.container_cpu_seconds(cid[:12]) == pytest.approx(mine, abs=0.1)
         assert pcg.memory_bytes() is None  # no memory controller on this v2 tree
     finally:
-        proc.kill()
-        proc.wait()
-        time.sleep(0.1)
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            time.sleep(0.1)
         with contextlib.suppress(OSError):
             os.rmdir(pilot_dir)
         remove_idle_parent(layout, parent)
