@@ -1,6 +1,6 @@
 #!/bin/sh
-# Build the planctond .deb (plus the native source package) from the tracked files of this
-# checkout into dist/. The version comes from planctond/__init__.py; set DEB_VERSION to build the
+# Build the planctond .deb (plus the native source package) from this checkout's HEAD commit
+# into dist/. The version comes from planctond/__init__.py; set DEB_VERSION to build the
 # same tree under another package version (the end-to-end upgrade test does).
 #
 #   packaging/build-deb.sh            # or: make deb
@@ -14,18 +14,15 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-upstream=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' planctond/__init__.py)
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    init=$(git show HEAD:planctond/__init__.py)
+else
+    init=$(cat planctond/__init__.py)
+fi
+upstream=$(printf '%s\n' "$init" | sed -n 's/^__version__ = "\(.*\)"$/\1/p')
 [ -n "$upstream" ] || { echo "build-deb: no __version__ in planctond/__init__.py" >&2; exit 1; }
 version=${DEB_VERSION:-$upstream}
 dist=${DIST_DIR:-$top/dist}
-
-# Everything the package installs besides the Python code: fail early and say what is missing.
-for f in systemd/planctond.service systemd/planctond.slice systemd/planctond.sysusers \
-         systemd/planctond.tmpfiles systemd/planctond.catalog dbus/org.plancton.conf \
-         dbus/org.plancton.Manager1.xml packaging/config.yaml docs/planctonctl.1 \
-         contrib/completion/planctonctl.bash README.md; do
-    [ -f "$f" ] || { echo "build-deb: missing $f" >&2; exit 1; }
-done
 
 if ! dpkg-checkbuilddeps packaging/deb/debian/control >/dev/null 2>&1 || ! command -v lintian >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
@@ -40,10 +37,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 src="$work/planctond-$version"
 mkdir "$src"
-# Only tracked files: a build never picks up scratch files, caches or earlier dist/ output.
+# The committed tree (HEAD), as a clean checkout has it: never scratch files, caches, earlier
+# dist/ output or half-done edits in the working tree.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -z --cached | xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
-        | tar --null -T - -cf - | tar -C "$src" -xf -
+    git archive --format=tar HEAD | tar -C "$src" -xf -
     commit=$(git rev-parse --short HEAD)
     epoch=$(git log -1 --format=%ct)
 else
@@ -51,11 +48,18 @@ else
     commit=unknown
     epoch=$(date +%s)
 fi
+# Everything the package installs besides the Python code: fail early and say what is missing.
+for f in systemd/planctond.service systemd/planctond.slice systemd/planctond.sysusers \
+         systemd/planctond.tmpfiles systemd/planctond.catalog dbus/org.plancton.conf \
+         dbus/org.plancton.Manager1.xml packaging/config.yaml docs/planctonctl.1 \
+         contrib/completion/planctonctl.bash README.md; do
+    [ -f "$src/$f" ] || { echo "build-deb: $f is not in the built tree (committed?)" >&2; exit 1; }
+done
 rm -rf "$src/debian"
-cp -a packaging/deb/debian "$src/debian"
+cp -a "$src/packaging/deb/debian" "$src/debian"
 
 # debian/changelog is generated: the version lives in one place.
-maintainer=$(sed -n 's/^Maintainer: //p' packaging/deb/debian/control)
+maintainer=$(sed -n 's/^Maintainer: //p' "$src/debian/control")
 cat > "$src/debian/changelog" <<CHANGELOG
 planctond ($version) unstable; urgency=medium
 

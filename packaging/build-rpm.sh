@@ -1,6 +1,6 @@
 #!/bin/sh
-# Build the planctond noarch RPM (and its SRPM) from the tracked files of this checkout into
-# dist/, with the version from planctond/__init__.py (RPM_VERSION overrides it).
+# Build the planctond noarch RPM (and its SRPM) from this checkout's HEAD commit into dist/,
+# with the version from planctond/__init__.py (RPM_VERSION overrides it).
 #
 #   packaging/build-rpm.sh            # or: make rpm
 #
@@ -12,7 +12,12 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-upstream=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' planctond/__init__.py)
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    init=$(git show HEAD:planctond/__init__.py)
+else
+    init=$(cat planctond/__init__.py)
+fi
+upstream=$(printf '%s\n' "$init" | sed -n 's/^__version__ = "\(.*\)"$/\1/p')
 [ -n "$upstream" ] || { echo "build-rpm: no __version__ in planctond/__init__.py" >&2; exit 1; }
 version=${RPM_VERSION:-$upstream}
 dist=${DIST_DIR:-$top/dist}
@@ -34,19 +39,19 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/SOURCES" "$work/src/planctond-$version"
+# The committed tree (HEAD), as a clean checkout has it (see build-deb.sh).
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -z --cached | xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
-        | tar --null -T - -cf - | tar -C "$work/src/planctond-$version" -xf -
+    git archive --format=tar HEAD | tar -C "$work/src/planctond-$version" -xf -
 else
     tar --exclude=./dist --exclude=./.git -cf - . | tar -C "$work/src/planctond-$version" -xf -
 fi
 tar -C "$work/src" --owner=0 --group=0 -czf "$work/SOURCES/planctond-$version.tar.gz" "planctond-$version"
-cp systemd/planctond.sysusers "$work/SOURCES/planctond.sysusers"
+cp "$work/src/planctond-$version/systemd/planctond.sysusers" "$work/SOURCES/planctond.sysusers"
 
 rpmbuild -ba $nodeps \
     --define "_topdir $work" \
     --define "planctond_version $version" \
-    packaging/rpm/planctond.spec >&2
+    "$work/src/planctond-$version/packaging/rpm/planctond.spec" >&2
 
 mkdir -p "$dist"
 cp "$work"/RPMS/noarch/planctond-"$version"-*.noarch.rpm "$work"/SRPMS/planctond-"$version"-*.src.rpm "$dist/"
