@@ -26,7 +26,7 @@ packages=(
     python3-yaml python3-psutil python3-hypothesis python3-pytest
     # packaging
     debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all
-    rpm lintian devscripts fakeroot
+    rpm lintian devscripts fakeroot python3-installer python3-wheel
 )
 
 # Dev tools pinned to versions known to work with Debian 12's Python 3.11 and pytest 7.2.
