@@ -126,10 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_effective(cfg), end="")
         return 0
     setup_logging(args.foreground, getattr(logging, args.log_level.upper()))
-    if args.setup_cgroup:
-        from planctond.engine.cgroup_parent import setup_main
-
-        return setup_main([])
     explicit = "--config" in (argv if argv is not None else sys.argv[1:]) or any(
         a.startswith("--config=") for a in (argv if argv is not None else sys.argv[1:])
     )
@@ -140,6 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CONFIG
     if args.state_dir:
         cfg = replace(cfg, state_dir=args.state_dir)
+    if args.setup_cgroup:
+        from planctond.engine.cgroup_parent import setup_main
+
+        setup_args = []
+        if cfg.docker.cgroup_parent:
+            setup_args += ["--parent", cfg.docker.cgroup_parent]
+        url = args.docker_url or cfg.docker.url
+        if url:
+            setup_args += ["--docker-url", url]
+        return setup_main(setup_args)
     try:
         return asyncio.run(_serve(cfg, args))
     except StateStoreError as exc:

@@ -522,12 +522,12 @@ class Supervisor:
     async def _stop_pilot(self, p: Pilot, reason: Reason, detail: str, wait: bool = False) -> None:
         pool = self.config.pool(p.pool)
         grace = pool.stop_grace if pool else C.DEFAULT_STOP_GRACE
-        was_frozen = p.phase is PilotPhase.FROZEN
+        was_paused = p.phase is PilotPhase.FROZEN and not p.starved
         p.phase, p.stop_reason, p.stop_detail = PilotPhase.STOPPING, reason, detail
         p.term_sent = time.monotonic()
         log.info("stopping pilot %s (%s): %s", p.name, reason.value, detail)
         try:
-            if was_frozen:
+            if was_paused:
                 # A frozen process cannot act on SIGTERM: thaw it so it can finish cleanly.
                 await self._docker(self.engine.unpause, p.id)
             await self._docker(self.engine.signal, p.id, "SIGTERM")
@@ -552,26 +552,31 @@ class Supervisor:
                     self._pilot_ended(p, None, remove=False)
 
     async def _freeze(self, p: Pilot, a: PilotAction) -> None:
+        detail = a.detail
         try:
             await self._docker(self.engine.pause, p.id)
-        except EngineError as exc:
+        except EngineUnavailable as exc:
             log.warning("%s", exc)
             return
+        except EngineError as exc:
+            # Under the idle parent a busy owner starves the pilot so completely that the cgroup
+            # freezer cannot catch it (runc gives up). It gets no CPU either way: count it as
+            # frozen, so the ladder goes on to a graceful stop if the owner stays.
+            p.starved = True
+            detail += f"; not paused ({exc}), starved by the idle cgroup instead"
         p.phase = PilotPhase.FROZEN
-        self._emit(
-            EventKind.PILOT_FROZEN, f"froze pilot {p.name}: {a.detail}", p, reason=a.reason.value
-        )
+        self._emit(EventKind.PILOT_FROZEN, f"frozen: {detail}", p, reason=a.reason.value)
 
     async def _thaw(self, p: Pilot, a: PilotAction) -> None:
-        try:
-            await self._docker(self.engine.unpause, p.id)
-        except EngineError as exc:
-            log.warning("%s", exc)
-            return
+        if not p.starved:
+            try:
+                await self._docker(self.engine.unpause, p.id)
+            except EngineError as exc:
+                log.warning("%s", exc)
+                return
+        p.starved = False
         p.phase = PilotPhase.RUNNING
-        self._emit(
-            EventKind.PILOT_THAWED, f"thawed pilot {p.name}: {a.detail}", p, reason=a.reason.value
-        )
+        self._emit(EventKind.PILOT_THAWED, f"thawed: {a.detail}", p, reason=a.reason.value)
 
     async def _remove(self, p: Pilot) -> None:
         try:

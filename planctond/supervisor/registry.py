@@ -29,6 +29,9 @@ class Pilot:
     stop_detail: str = ""
     term_sent: float | None = None  # monotonic time SIGTERM was sent
     killed: bool = False  # SIGKILL was needed
+    # Frozen in effect but not paused: the freezer could not catch a pilot the idle cgroup
+    # starves (runc gives up waiting), and a starved pilot takes no CPU from the owner anyway.
+    starved: bool = False
     ended: bool = False  # its exit has been reported
     known_since: float = field(default_factory=time.monotonic)  # when the registry learnt of it
 
@@ -131,7 +134,11 @@ class Registry:
             if phase is None:
                 if not pilot.ended:
                     ended.append((pilot, rec.exit_code))
-            elif pilot.phase is not PilotPhase.STOPPING:
+            elif pilot.phase is PilotPhase.STOPPING:
+                continue
+            elif pilot.starved and phase is PilotPhase.RUNNING:
+                continue  # still "frozen" for the policy
+            else:
                 pilot.phase = phase
         vanished = [
             p

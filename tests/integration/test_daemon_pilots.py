@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from planctond import constants as C
@@ -56,9 +57,14 @@ pools:
 def pilots(client: Any, instance: str | None, all: bool = False) -> list[Any]:
     if not instance:
         return []  # the daemon has not written its instance id yet
-    return list(
-        client.containers.list(all=all, filters={"label": f"{C.LABEL_INSTANCE}={instance}"})
-    )
+    for _ in range(10):
+        try:
+            return list(
+                client.containers.list(all=all, filters={"label": f"{C.LABEL_INSTANCE}={instance}"})
+            )
+        except docker.errors.NotFound:
+            continue  # docker-py inspects each listed container; one was removed in between
+    raise AssertionError("the pilots kept changing under the listing")
 
 
 def running_ids(client: Any, instance: str | None) -> set[str]:
