@@ -5,6 +5,7 @@
 #   make lint    ruff, ruff format --check, mypy (strict), import-linter contracts
 #   make test    the test suite (starts its own private dockerd)
 #   make check   what CI runs: deps, lint, test, each timed
+#   make bench   the benchmarks (root, about 12 minutes): results in bench/RESULTS.md
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -18,7 +19,7 @@ PYTEST_ARGS ?=
 # Extra daemon flags for `make run`, e.g. RUN_ARGS="--config contrib/workqueue/config.yaml".
 RUN_ARGS ?=
 
-.PHONY: help deps dockerd images setup run lint test check venv-ok
+.PHONY: help deps dockerd images setup run lint test check venv-ok bench
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -59,6 +60,11 @@ check:
 	$(PHASE) lint $(MAKE) --no-print-directory lint || rc=1; \
 	$(PHASE) test $(MAKE) --no-print-directory test || rc=1; \
 	exit $$rc
+
+# The supervisor benchmark, then the idle-cgroup one; each rewrites its own section of RESULTS.md.
+bench:
+	/usr/bin/python3 bench/run.py
+	/usr/bin/python3 bench/idle_cgroup.py
 
 # ----- packaging: deb and rpm targets go here (owned by the packaging work) ----------------------
 .PHONY: deb rpm
