@@ -88,7 +88,7 @@ def test_scope_cleanup_removes_only_its_own(
     )
     try:
         assert own.labels[LABEL_CASE] == container_scope.case_id
-        found = {c.id for c in container_scope.containers()}
+        found = set(container_scope.containers())
         assert found == {own.id, named_only.id}
         removed = set(container_scope.cleanup())
         assert removed == {own.id, named_only.id}

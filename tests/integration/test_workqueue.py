@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from planctond import constants as C
-from tests.support.scope import ContainerScope
+from tests.support.scope import ContainerScope, list_containers
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -52,7 +52,7 @@ def pool_config(scope: ContainerScope, image: str, port: int) -> str:
         ],
         "network_mode": "host",
         # Small CPU share per pilot so two fit even while other work loads this shared machine.
-        "cpus": 0.25,
+        "cpus": 0.1,
         "memory": "512M",
         "max_pilots": "2",
         "per_tick": 2,
@@ -74,7 +74,7 @@ def pool_config(scope: ContainerScope, image: str, port: int) -> str:
 def pilots(client: Any, pool: str) -> dict[str, str]:
     """id -> status of this pool's pilots, found by label like the daemon finds them."""
     flt = {"label": [f"{C.LABEL_MANAGED}=1", f"{C.LABEL_POOL}={pool}"]}
-    return {c.id: c.status for c in client.containers.list(all=True, filters=flt)}
+    return {c["Id"]: c["State"] for c in list_containers(client, flt)}
 
 
 def test_makeflow_completes_on_planctond_wq_pilots(

@@ -61,28 +61,40 @@ class ContainerScope:
         self.track(c)
         return c
 
-    def containers(self) -> list[Any]:
-        """Every container this scope owns, running or not."""
-        found: dict[str, Any] = {}
+    def containers(self) -> list[str]:
+        """Ids of every container this scope owns, running or not."""
+        found: set[str] = set()
         for flt in (
             {"label": f"{LABEL_CASE}={self.case_id}"},
             {"name": self.prefix},
             *({"label": f"{C.LABEL_INSTANCE}={i}"} for i in sorted(self.instance_ids)),
         ):
-            for c in self.client.containers.list(all=True, filters=flt):
+            for c in list_containers(self.client, flt):
                 # Docker's name filter is a substring match: keep only true prefixes.
-                if "name" in flt and not c.name.startswith(self.prefix):
+                if "name" in flt and not any(
+                    n.lstrip("/").startswith(self.prefix) for n in c.get("Names") or ()
+                ):
                     continue
-                found[c.id] = c
-        for cid in self.tracked - found.keys():
+                found.add(c["Id"])
+        for cid in self.tracked - found:
             with contextlib.suppress(docker.errors.NotFound):
-                found[cid] = self.client.containers.get(cid)
-        return list(found.values())
+                found.add(self.client.api.inspect_container(cid)["Id"])
+        return sorted(found)
 
     def cleanup(self) -> list[str]:
         removed = []
-        for c in self.containers():
+        for cid in self.containers():
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                c.remove(force=True)
-                removed.append(c.id)
+                self.client.api.remove_container(cid, force=True)
+                removed.append(cid)
         return removed
+
+
+def list_containers(client: Any, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Containers as the engine lists them (Id, Names, State, Labels...), all states.
+
+    The low-level call on purpose: docker-py's `containers.list()` inspects each container after
+    listing and raises NotFound when one is removed in between, which the daemon under test does
+    all the time."""
+    result: list[dict[str, Any]] = client.api.containers(all=True, filters=filters)
+    return result
