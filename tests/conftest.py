@@ -25,6 +25,14 @@ from tests.support.images import ensure_busybox, ensure_wq_worker
 from tests.support.scope import ContainerScope
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the engine is a docker test even if its author forgot the marker, so
+    `-m "not docker"` really leaves Docker out."""
+    for item in items:
+        if "docker_engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[DockerEngine]:
     """A real Docker engine for this run: our own dockerd on a private socket, or the one
