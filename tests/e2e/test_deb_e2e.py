@@ -190,8 +190,8 @@ def test_5_remove_keeps_the_config_and_leaves_no_pilots(host: SystemdHost) -> No
     # Long pilots the daemon leaves behind when it stops: the package must take them down.
     config = pilot_config(sleep=600, max_pilots=PILOTS, stop_on_exit=False)
     write_config(host, config)
-    host.check(["systemctl", "reload", UNIT])
-    time.sleep(3)
+    # A restart, not a reload: the daemon reads docker.stop_pilots_on_exit at start only.
+    host.check(["systemctl", "restart", UNIT])
     wait_pilots(host, PILOTS)
     out = apt(host, "remove", "planctond")
     # The daemon left them (stop_pilots_on_exit: false); the prerm removed them.
