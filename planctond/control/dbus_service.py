@@ -30,6 +30,7 @@ from dbus_next.service import ServiceInterface
 from planctond.constants import BUS_NAME, INTERFACE, OBJECT_PATH
 from planctond.control import dbus_errors
 from planctond.control.authz import Authorizer
+from planctond.control.dbus_compat import harden
 from planctond.control.dbus_interface import Manager1
 from planctond.supervisor.api import Controller
 from planctond.supervisor.events import Event
@@ -210,8 +211,10 @@ class DBusService:
 
 async def connect_system_bus() -> MessageBus:
     """The system bus (DBUS_SYSTEM_BUS_ADDRESS if set, as libdbus does)."""
-    bus: MessageBus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-    return bus
+    bus = MessageBus(bus_type=BusType.SYSTEM)
+    harden(bus)
+    connected: MessageBus = await bus.connect()
+    return connected
 
 
 async def serve(
@@ -221,6 +224,7 @@ async def serve(
     name: str = BUS_NAME,
 ) -> DBusService:
     """Export /org/plancton, then own the name: the object exists before anyone can find it."""
+    harden(bus)  # a reply burst must not cost us the connection (dbus-next 0.2.3 bug)
     iface = Manager1(controller)
     dispatcher = _Dispatcher(bus, iface, authorizer or Authorizer())
     bus.export(OBJECT_PATH, iface)

@@ -21,6 +21,7 @@ from dbus_next.message import Message
 from planctond.constants import BUS_NAME, INTERFACE, OBJECT_PATH
 from planctond.control import dbus_errors
 from planctond.control.authz import Authorizer
+from planctond.control.dbus_compat import harden
 from planctond.control.dbus_service import BusNameError, DBusService, serve
 from planctond.supervisor.api import PilotInfo
 from planctond.supervisor.events import Event, EventKind
@@ -63,7 +64,9 @@ class Client:
 
     @classmethod
     async def connect(cls, address: str) -> Client:
-        c = cls(await MessageBus(bus_address=address).connect())
+        bus = MessageBus(bus_address=address)
+        harden(bus)  # the flood test sends hundreds of calls at once
+        c = cls(await bus.connect())
         c.bus.add_message_handler(c._on_message)
         await c.call_bus("AddMatch", "s", [f"type='signal',path='{OBJECT_PATH}'"])
         return c
@@ -434,6 +437,51 @@ def _variant(sig: str, value: Any) -> Any:
     from dbus_next.signature import Variant
 
     return Variant(sig, value)
+
+
+def test_many_concurrent_calls_and_vanishing_callers(bus: PrivateBus) -> None:
+    """Anyone may call Status: a burst from several callers must not knock the service off the
+    bus (dbus-next 0.2.3 drops a connection whose socket buffer fills; see dbus_compat)."""
+
+    async def flood(n: int) -> list[Message | None]:
+        c = await Client.connect(bus.address)
+        try:
+            # Below the bus's 128 pending replies per connection.
+            return await asyncio.gather(
+                *(c.call("Status" if i % 3 else "ListPilots") for i in range(n))
+            )
+        finally:
+            c.bus.disconnect()
+
+    async def scenario() -> None:
+        ctrl = FakeController()
+        ctrl.pilot_list *= 100  # big ListPilots replies fill the socket sooner
+        async with served(bus, ctrl) as (ctrl, service, client):
+            batches = await asyncio.wait_for(asyncio.gather(*(flood(100) for _ in range(8))), 60)
+            replies = [r for batch in batches for r in batch]
+            assert len(replies) == 800
+            assert all(
+                r is not None and r.message_type is MessageType.METHOD_RETURN for r in replies
+            )
+            assert service.bus.connected
+            # Callers that hang up before the answer do not hurt the service.
+            ctrl.hang = asyncio.Event()
+            for _ in range(5):
+                gone = await Client.connect(bus.address)
+                gone.bus.send(
+                    Message(
+                        destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member="Drain"
+                    )
+                )
+                await asyncio.sleep(0.05)
+                gone.bus.disconnect()
+            ctrl.hang.set()
+            ctrl.hang = None
+            await asyncio.sleep(0.2)
+            assert unwrap((await client.ok("Status"))[0])["state"] == "draining"
+            assert service._dispatcher._tasks == set()  # nothing left running
+
+    run(scenario())
 
 
 def test_call_in_flight_at_close_gets_an_answer(bus: PrivateBus) -> None:
