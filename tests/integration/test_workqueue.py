@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from planctond import constants as C
+from tests.support.docker_engine import DIE_WITH_PARENT
 from tests.support.scope import ContainerScope, list_containers
 from tests.support.waiting import wait_for
 
@@ -92,7 +93,7 @@ def test_makeflow_completes_on_planctond_wq_pilots(
     port_file = workflow / "port"
     manager_log = (tmp_path / "makeflow.log").open("w")
     manager = subprocess.Popen(
-        ["makeflow", "-T", "wq", "-Z", str(port_file), "Makeflow"],
+        [*DIE_WITH_PARENT, "makeflow", "-T", "wq", "-Z", str(port_file), "Makeflow"],
         cwd=workflow,
         stdin=subprocess.DEVNULL,
         stdout=manager_log,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planctond import constants as C
+from tests.support.docker_engine import DIE_WITH_PARENT
 from tests.support.waiting import WaitTimeout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,8 @@ class DaemonProcess:
     """One `python -m planctond.cli.daemon --foreground` process.
 
     Not started by the constructor: call start() (or use it as a context manager) so a test can
-    prepare files first."""
+    prepare files first. The process gets SIGTERM if the thread that started it ends (the test
+    run dying included), so start it from the test's own thread."""
 
     INSTANCE_WAIT = 30.0
 
@@ -83,7 +85,7 @@ class DaemonProcess:
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         self._proc = subprocess.Popen(
-            self.argv,
+            [*DIE_WITH_PARENT, *self.argv],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -25,7 +25,11 @@ import docker.errors
 
 CACHE_DIR = Path("/var/cache/planctond-tests")
 CACHED_DATA_ROOT = CACHE_DIR / "docker"
+CACHED_PIDFILE = CACHE_DIR / "docker.pid"  # the dockerd currently using CACHED_DATA_ROOT
 ENV_REUSE_URL = "PLANCTOND_TEST_DOCKER_URL"
+# Prefix for processes the suite starts: they get SIGTERM when the test process dies, even by
+# SIGKILL, instead of living on as orphans (util-linux's setpriv, always on Debian).
+DIE_WITH_PARENT: tuple[str, ...] = ("setpriv", "--pdeathsig", "TERM")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 # The daemon flags every engine of this project runs with: containers get loopback (or the
@@ -85,6 +89,7 @@ class DockerEngine:
             with contextlib.suppress(OSError):
                 shutil.copyfile(self.log_path, CACHE_DIR / "last-dockerd.log")
         if self._lock is not None:
+            CACHED_PIDFILE.unlink(missing_ok=True)
             self._lock.close()  # releases the flock
         if self.run_dir is not None:
             _unmount_under(self.run_dir)  # dockerd may leave its netns bind mount behind
@@ -119,7 +124,42 @@ def _lock_cache() -> IO[str] | None:
     except BlockingIOError:
         lock.close()
         return None
+    _stop_orphan()
     return lock
+
+
+def _stop_orphan() -> None:
+    """A run killed outright (SIGKILL, CI timeout) may leave its dockerd running on the cached
+    data-root (a second dockerd there would fight it) and its run directory behind. We hold the
+    lock, so what CACHED_PIDFILE records ("PID RUN_DIR") is such a leftover: clean it up."""
+    try:
+        pid_text, run_dir_text = CACHED_PIDFILE.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        CACHED_PIDFILE.unlink(missing_ok=True)
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        cmdline = []
+    if (
+        cmdline
+        and Path(cmdline[0].decode()).name == "dockerd"
+        and str(CACHED_DATA_ROOT).encode() in cmdline
+    ):
+        for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.1)
+            if not Path(f"/proc/{pid}").exists():
+                break
+    run_dir = Path(run_dir_text)
+    if run_dir.parent == Path("/tmp") and run_dir.name.startswith("pdt-") and run_dir.is_dir():
+        _unmount_under(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    CACHED_PIDFILE.unlink(missing_ok=True)
 
 
 def start_private_engine() -> DockerEngine:
@@ -140,6 +180,7 @@ def start_private_engine() -> DockerEngine:
     log_path = run_dir / "dockerd.log"
     log = log_path.open("wb")
     argv = [
+        *DIE_WITH_PARENT,
         "dockerd",
         *DOCKERD_NET_ARGS,
         "--host",
@@ -156,6 +197,8 @@ def start_private_engine() -> DockerEngine:
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+    if lock is not None:
+        CACHED_PIDFILE.write_text(f"{proc.pid} {run_dir}\n")
     engine = DockerEngine(
         url=url,
         client=None,
