@@ -23,6 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"  # the runtime the daemon ships for (Debian's, with its packages)
 BENCH_LABEL_KEY = "planctond.bench.run"
 IMAGE = "busybox:latest"
+# (daemon run, log line) of every warning or error any benchmark daemon logged: the report
+# shows them, since a daemon that struggled makes its figures mean something else.
+DAEMON_WARNINGS: list[tuple[str, str]] = []
 
 
 def pool_yaml(
@@ -98,6 +101,9 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(10)
         self._log.close()
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if " WARNING " in line or " ERROR " in line:
+                DAEMON_WARNINGS.append((self.name, line))
         return self.proc.returncode
 
 

@@ -43,6 +43,9 @@ SLEEP_FOREVER = ["sleep", "3600"]
 # about 2 s on this VM, at 0.1 and more about 0.2 s. The idle pilots keep the tiny quota; the
 # phases that time starts give each pilot what still lets N of them fit the host's 2 CPUs.
 REPLACE_CPUS = 0.25  # x 4 pilots
+# Idle pilots ramp up this many per tick: 100 starts at once at 0.01 CPU each overran the
+# daemon's 20 s Docker timeout on this VM (and each timeout put the pool in back-off).
+IDLE_PER_TICK = 20
 SPAWN_CPUS = 0.06  # x 30 pilots
 # The daemon's docker-py thread pool (planctond/supervisor/loop.py, ThreadPoolExecutor(16)).
 DAEMON_POOL_WIDTH = 16
@@ -85,7 +88,12 @@ def idle_cost(
         d = start_daemon(
             f"idle-{pilots}",
             workdir,
-            pool_yaml(run_id=run_id, max_pilots=pilots, per_tick=pilots, command=SLEEP_FOREVER),
+            pool_yaml(
+                run_id=run_id,
+                max_pilots=pilots,
+                per_tick=min(pilots, IDLE_PER_TICK),
+                command=SLEEP_FOREVER,
+            ),
             f"unix://{proxy.listen_path}",
         )
         inst = d.instance()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.phases import (
+    IDLE_PER_TICK,
     REPLACE_CPUS,
     SPAWN_CPUS,
     IdleResult,
@@ -197,7 +198,8 @@ def render(
         f"{tick:g} s (the default). After all pilots run and a settle period, the daemon's "
         "user+system time (`/proc/<pid>/stat`, all threads) over the window, as % of one "
         "core; the window is also cut into tick-long slices. Peak RSS is the kernel's VmHWM "
-        "(`/proc/<pid>/status`), which includes the ramp-up to N pilots.",
+        "(`/proc/<pid>/status`), which includes the ramp-up to N pilots (per_tick "
+        f"{IDLE_PER_TICK}, so 100 pilots come up 20 a tick).",
         "- **Docker requests**: the daemon talks to Docker through a counting proxy on a unix "
         "socket (`bench/proxy.py`) that parses each HTTP request line; ids are folded to "
         "`{id}`. Requests per tick = requests in the steady window / (window / tick). The proxy "

@@ -30,7 +30,7 @@ import docker  # noqa: E402
 
 from bench import phases  # noqa: E402
 from bench.events import EventRecorder  # noqa: E402
-from bench.harness import BENCH_LABEL_KEY, remove_labelled  # noqa: E402
+from bench.harness import BENCH_LABEL_KEY, DAEMON_WARNINGS, remove_labelled  # noqa: E402
 from bench.report import Machine, render, write_section  # noqa: E402
 from planctond import constants as C  # noqa: E402
 from planctond.engine.cgroup_parent import ensure_idle_parent  # noqa: E402
@@ -206,6 +206,13 @@ def auto_notes(
             f"{percentile(repl.reaction, 95) * 1000:.0f} ms; the rest (about "
             f"{docker_part * 1000:.0f} ms at the median) is Docker creating and starting the "
             "container, which the raw baseline pays too."
+        )
+    if DAEMON_WARNINGS:
+        runs = sorted({name for name, _ in DAEMON_WARNINGS})
+        first = DAEMON_WARNINGS[0][1].split(" ", 2)[-1][:300]
+        notes.append(
+            f"The daemons logged {len(DAEMON_WARNINGS)} warnings/errors (runs: "
+            f"{', '.join(runs)}); the first: `{first}`."
         )
     if imports.setuptools_loaded:
         saved = (imports.hwm_kib - imports.hwm_stdlib_distutils_kib) * 1024 / 1e6
