@@ -107,11 +107,15 @@ class Daemon:
         return self.proc.returncode
 
 
-def start_daemon(name: str, workdir: Path, config_text: str, docker_url: str) -> Daemon:
+def start_daemon(
+    name: str, workdir: Path, config_text: str, docker_url: str, state_dir: Path | None = None
+) -> Daemon:
+    """A fresh daemon; with `state_dir` of an earlier one it has the same instance id and
+    adopts the pilots that one left running."""
     config_path = workdir / f"{name}.yaml"
     config_path.write_text(config_text)
-    state_dir = workdir / f"state-{name}"
-    state_dir.mkdir()
+    state_dir = state_dir or workdir / f"state-{name}"
+    state_dir.mkdir(exist_ok=True)
     log_path = workdir / f"{name}.log"
     log = log_path.open("wb")
     argv = [

@@ -115,10 +115,12 @@ def render(
         )
     for r in idle:
         out.append(
-            f"| daemon peak RSS (VmHWM), {r.pilots} pilots | {_mb(r.hwm_kib):.1f} MB "
-            f"(VmRSS at the end {_mb(r.rss_kib):.1f} MB) | "
+            f"| daemon peak RSS (VmHWM), {r.pilots} pilots | {_mb(r.hwm_kib):.1f} MB managing "
+            f"them, {_mb(r.ramp_hwm_kib):.1f} MB starting them (VmRSS at the end "
+            f"{_mb(r.rss_kib):.1f} MB) | "
             + (
-                f"< {AIM_RSS_MB:.0f} MB at 100 | {_ok(_mb(r.hwm_kib) < AIM_RSS_MB)} |"
+                f"< {AIM_RSS_MB:.0f} MB at 100 | "
+                f"{_ok(_mb(max(r.hwm_kib, r.ramp_hwm_kib)) < AIM_RSS_MB)} |"
                 if r is big
                 else "| |"
             )
@@ -174,13 +176,15 @@ def render(
         )
     out += ["", "Idle runs in detail:", ""]
     out.append(
-        "| pilots | ramp-up (s) | window (s) | CPU % per tick-long slice | all requests in the window |"
+        "| pilots | ramp-up (s), ramp daemons | ramp daemon's VmHWM (MB) | window (s) "
+        "| CPU % per tick-long slice | all requests in the window |"
     )
-    out.append("|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|")
     for r in idle:
         reqs = ", ".join(f"`{k}` {v}" for k, v in sorted(r.requests.items()))
         out.append(
-            f"| {r.pilots} ({r.pilots_at_end} at the end) | {r.ramp_s:.1f} | {r.window_s:.0f} | "
+            f"| {r.pilots} ({r.pilots_at_end} at the end) | {r.ramp_s:.1f}, {r.ramp_daemons} | "
+            f"{_mb(r.ramp_hwm_kib):.1f} | {r.window_s:.0f} | "
             + " ".join(f"{x:.2f}" for x in r.cpu_pct_slices)
             + f" | {reqs} |"
         )
@@ -195,11 +199,14 @@ def render(
         "tick). Without it, other sessions' load on this shared VM decides how many pilots the "
         "policy admits, and the benchmark could not hold 100 pilots steady.",
         f"- **Idle cost**: pilots `sleep 3600`, cpus 0.01, memory 16M, reserve 0, tick "
-        f"{tick:g} s (the default). After all pilots run and a settle period, the daemon's "
+        f"{tick:g} s (the default). A ramp daemon starts the pilots ({IDLE_PER_TICK} a tick; "
+        "one that stalls, e.g. in back-off after Docker timeouts, is replaced by a new one with "
+        "the same state directory, which adopts what runs). The measured daemon then adopts "
+        "all N pilots and runs behind the proxy. After a settle period, its "
         "user+system time (`/proc/<pid>/stat`, all threads) over the window, as % of one "
         "core; the window is also cut into tick-long slices. Peak RSS is the kernel's VmHWM "
-        "(`/proc/<pid>/status`), which includes the ramp-up to N pilots (per_tick "
-        f"{IDLE_PER_TICK}, so 100 pilots come up 20 a tick).",
+        "(`/proc/<pid>/status`) of the measured daemon; the last ramp daemon's, which started "
+        "pilots up to N, is in the detail table.",
         "- **Docker requests**: the daemon talks to Docker through a counting proxy on a unix "
         "socket (`bench/proxy.py`) that parses each HTTP request line; ids are folded to "
         "`{id}`. Requests per tick = requests in the steady window / (window / tick). The proxy "
