@@ -29,7 +29,13 @@ from planctond.config.errors import ConfigError
 from planctond.config.loader import load_config
 from planctond.config.model import Config, PoolConfig
 from planctond.engine.cgroup_parent import CgroupSetupError, ensure_idle_parent
-from planctond.engine.docker_engine import DockerEngine, EngineError, EngineInfo, EngineUnavailable
+from planctond.engine.docker_engine import (
+    DockerEngine,
+    EngineError,
+    EngineInfo,
+    EngineUnavailable,
+    EventStream,
+)
 from planctond.engine.images import ImageKeeper
 from planctond.engine.spec import build_spec, resource_limits, spec_hash
 from planctond.policy import backoff as backoff_mod
@@ -101,6 +107,7 @@ class Supervisor:
         self._pulling: set[str] = set()
         self._kick = asyncio.Event()
         self._full_wanted = False  # (re)connected: reconcile with a list call at once
+        self._stream: EventStream | None = None
         self._shutdown = asyncio.Event()
         self._stop_pilots_on_exit = config.docker.stop_pilots_on_exit
         self._docker_ok = False
@@ -135,6 +142,7 @@ class Supervisor:
         self._variable_sources.append(fn)
 
     def request_shutdown(self, stop_pilots: bool | None = None) -> None:
+        """`stop_pilots` None follows `docker.stop_pilots_on_exit` of the config in force."""
         if stop_pilots is not None:
             self._stop_pilots_on_exit = stop_pilots
         self._shutdown.set()
@@ -354,7 +362,7 @@ class Supervisor:
         try:
             records = await self._docker(self.engine.list_pilots)
         except EngineError as exc:
-            self._docker_failed(exc)
+            self._docker_suspect(exc)
             return
         adopted, ended, vanished = self.registry.reconcile(records, self._starting_names, listed_at)
         for p in adopted:
@@ -506,7 +514,7 @@ class Supervisor:
                 reason=str(exc),
             )
             if isinstance(exc, EngineUnavailable):
-                self._docker_failed(exc)
+                self._docker_suspect(exc)
             return
         finally:
             self._starting[pool.name] = max(0, self._starting.get(pool.name, 1) - 1)
@@ -644,6 +652,17 @@ class Supervisor:
         self._kick.set()
 
     # --- Docker connection and events ----------------------------------------------------------
+    def _docker_suspect(self, exc: Exception) -> None:
+        """A call found Docker unreachable or too slow. Only the connection loop decides that
+        Docker is lost (and back): cutting the event stream hands the question to it, which
+        re-checks with `info` and reconnects, so a passing timeout cannot leave the daemon
+        believing forever that Docker is gone."""
+        log.warning("Docker call failed: %s; reconnecting", exc)
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+
     def _docker_failed(self, exc: Exception) -> None:
         if self._docker_ok:
             self._docker_ok = False
@@ -663,6 +682,7 @@ class Supervisor:
                 info = await self._docker(self.engine.info)
                 self._on_docker_connected(info)
                 stream = await self._docker(self.engine.events, time.time())
+                self._stream = stream
             except EngineError as exc:
                 self._docker_error = str(exc)
                 if self._docker_ok:
@@ -681,11 +701,13 @@ class Supervisor:
             try:
                 await self._follow(stream)
             finally:
+                self._stream = None
                 with contextlib.suppress(Exception):
                     stream.close()
             if not self._shutdown.is_set():
                 self._docker_failed(EngineUnavailable("the Docker event stream ended"))
                 told = True
+                await self._sleep(min(delay, 1.0))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -809,6 +831,8 @@ class Supervisor:
 
     async def _apply_config(self, new: Config) -> None:
         old, self.config = self.config, new
+        if not self._shutdown.is_set():
+            self._stop_pilots_on_exit = new.docker.stop_pilots_on_exit
         for w in new.warnings:
             log.warning("%s", w)
         changes: list[str] = []
