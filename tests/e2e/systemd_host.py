@@ -260,6 +260,19 @@ class SystemdHost:
             self.container.remove(force=True)
 
 
+def cgroup_tmpfs_read_only(mounts: str = "/proc/self/mounts") -> bool:
+    """Whether the host's /sys/fs/cgroup tmpfs (cgroup v1/hybrid) is mounted read-only."""
+    try:
+        with open(mounts, encoding="utf-8") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) >= 4 and fields[1] == "/sys/fs/cgroup" and fields[2] == "tmpfs":
+                    return "ro" in fields[3].split(",")
+    except OSError:
+        pass
+    return False
+
+
 def boot(
     client: docker.DockerClient,
     socket_path: str,
@@ -299,9 +312,15 @@ def boot(
         stop_signal="SIGRTMIN+3",
     )
     host = SystemdHost(client.containers.get(created["Id"]), client)
+    was_read_only = cgroup_tmpfs_read_only()
     try:
         host.container.start()
         host.wait_booted()
+        # systemd (v1/hybrid) remounts /sys/fs/cgroup read-only at boot; the bind shares the
+        # host's tmpfs superblock, so that would turn the *host's* tmpfs read-only too and leave
+        # stray directories for every later test. Give the host back what it had.
+        if not was_read_only and cgroup_tmpfs_read_only():
+            subprocess.run(["mount", "-o", "remount,rw", "/sys/fs/cgroup"], check=False)
         host.setup_docker_group()
     except BaseException:
         with contextlib.suppress(Exception):
