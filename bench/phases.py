@@ -198,10 +198,13 @@ class ReplacementResult:
     pilots: int
     latencies: list[float]  # die -> start of the replacement, seconds
     reaction: list[float]  # die -> create of the replacement (the daemon's share)
+    docker: list[float]  # create -> start of the replacement (Docker's share)
     duration_s: float
 
 
-def _pair_next(dies: list[ContainerEvent], later: list[ContainerEvent]) -> list[float]:
+def _pair_next(
+    dies: list[ContainerEvent], later: list[ContainerEvent]
+) -> list[tuple[ContainerEvent, ContainerEvent]]:
     """Each die paired first-come first-served with the first unpaired event after it."""
     out = []
     j = 0
@@ -210,7 +213,7 @@ def _pair_next(dies: list[ContainerEvent], later: list[ContainerEvent]) -> list[
             j += 1
         if j >= len(later):
             break
-        out.append(later[j].at - die.at)
+        out.append((die, later[j]))
         j += 1
     return out
 
@@ -259,7 +262,15 @@ def replacement_latency(
     dies = [e for e in recorder.of(inst, "die") if t0 <= e.at <= t1 - 1.0]
     starts = [e for e in recorder.of(inst, "start") if e.at >= t0]
     creates = [e for e in recorder.of(inst, "create") if e.at >= t0]
-    res = ReplacementResult(pilots, _pair_next(dies, starts), _pair_next(dies, creates), t1 - t0)
+    created_at = {e.cid: e.at for e in creates}
+    pairs = _pair_next(dies, starts)
+    res = ReplacementResult(
+        pilots,
+        latencies=[s.at - d.at for d, s in pairs],
+        reaction=[c.at - d.at for d, c in _pair_next(dies, creates)],
+        docker=[s.at - created_at[s.cid] for _, s in pairs if s.cid in created_at],
+        duration_s=t1 - t0,
+    )
     log(
         f"replacement: {len(res.latencies)} replacements, "
         f"p50 {statistics.median(res.latencies) * 1000:.0f} ms"

@@ -46,6 +46,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
+def _n(pilots: int) -> str:
+    return f"{pilots} pilot" + ("" if pilots == 1 else "s")
+
+
 def _ok(good: bool) -> str:
     return "met" if good else "**missed**"
 
@@ -104,7 +108,7 @@ def render(
     out += ["", "| measure | result | aim | |", "|---|---|---|---|"]
     for r in idle:
         out.append(
-            f"| daemon CPU, {r.pilots} idle pilots | {r.cpu_pct:.3f} % of one core "
+            f"| daemon CPU, managing {_n(r.pilots)} | {r.cpu_pct:.3f} % of one core "
             f"(slices: median {statistics.median(r.cpu_pct_slices):.3f} %, max "
             f"{max(r.cpu_pct_slices):.3f} %) | "
             + (
@@ -115,7 +119,8 @@ def render(
         )
     for r in idle:
         out.append(
-            f"| daemon peak RSS (VmHWM), {r.pilots} pilots | {_mb(r.hwm_kib):.1f} MB managing "
+            f"| daemon peak RSS (VmHWM), {_n(r.pilots)} | {_mb(r.hwm_kib):.1f} MB "
+            f"({r.hwm_kib / 1024:.1f} MiB) managing "
             f"them, {_mb(r.ramp_hwm_kib):.1f} MB starting them (VmRSS at the end "
             f"{_mb(r.rss_kib):.1f} MB) | "
             + (
@@ -134,7 +139,7 @@ def render(
             f"{k} {v:.2f}" for k, v in _per_tick(r).items() if k != "GET /containers/json"
         )
         out.append(
-            f"| Docker requests per tick, {r.pilots} pilots | list {_list_per_tick(r):.2f}"
+            f"| Docker requests per tick, {_n(r.pilots)} | list {_list_per_tick(r):.2f}"
             f"{'; ' + extra if extra else ''}; per-pilot inspects {_inspects(r)} | "
             + ("1 list, no inspect per pilot | " + _ok(calls_ok) + " |" if r is big else "| |")
         )
@@ -143,11 +148,16 @@ def render(
         f"p95 {p95 * 1000:.0f} ms, max {max(lat) * 1000 if lat else float('nan'):.0f} ms | "
         f"p95 < {AIM_P95_S * 1000:.0f} ms | {_ok(p95 < AIM_P95_S)} |"
     )
-    if repl.reaction:
+    if repl.reaction and repl.docker:
         out.append(
             f"| of which the daemon's reaction (die -> create) | p50 "
             f"{statistics.median(repl.reaction) * 1000:.0f} ms, p95 "
             f"{percentile(repl.reaction, 95) * 1000:.0f} ms | | |"
+        )
+        out.append(
+            f"| of which Docker's create -> start | p50 "
+            f"{statistics.median(repl.docker) * 1000:.0f} ms, p95 "
+            f"{percentile(repl.docker, 95) * 1000:.0f} ms | | |"
         )
     out.append(
         f"| spawn 0 -> {n_spawn}: daemon | {med['daemon']:.2f} s median "
@@ -174,6 +184,16 @@ def render(
             + " | ".join(f"{row[r]:.2f}" if r in row else "-" for r in rounds)
             + f" | {med[name]:.2f} |"
         )
+    per_round = []
+    for rnd in rounds:
+        of_round = {s.contender: s.seconds for s in spawn if s.round == rnd}
+        if "daemon" in of_round and "raw-concurrent" in of_round:
+            per_round.append(f"{of_round['raw-concurrent'] / of_round['daemon']:.2f}x")
+    out.append(
+        "| daemon vs raw (same width) | "
+        + " | ".join(per_round)
+        + f" | {ratio_conc:.2f}x (ratio of medians) |"
+    )
     out += ["", "Idle runs in detail:", ""]
     out.append(
         "| pilots | ramp-up (s), ramp daemons | ramp daemon's VmHWM (MB) | window (s) "

@@ -188,8 +188,6 @@ def auto_notes(
     idle: list[phases.IdleResult], repl: phases.ReplacementResult, imports: phases.ImportCost
 ) -> list[str]:
     """Facts the table alone does not show, computed from this run's data."""
-    import statistics
-
     from bench.report import percentile
 
     notes = []
@@ -198,14 +196,18 @@ def auto_notes(
             notes.append(
                 f"{r.pilots} pilots: only {r.pilots_at_end} were running at the end of the window."
             )
-    if repl.latencies and repl.reaction:
-        docker_part = statistics.median(repl.latencies) - statistics.median(repl.reaction)
+    if repl.latencies and repl.reaction and repl.docker:
+
+        def ms(values: list[float], q: float) -> str:
+            return f"{percentile(values, q) * 1000:.0f} ms"
+
         notes.append(
-            f"Replacement: the daemon's own share (die -> create of the replacement) has p50 "
-            f"{statistics.median(repl.reaction) * 1000:.0f} ms / p95 "
-            f"{percentile(repl.reaction, 95) * 1000:.0f} ms; the rest (about "
-            f"{docker_part * 1000:.0f} ms at the median) is Docker creating and starting the "
-            "container, which the raw baseline pays too."
+            "Replacement, split at the replacement's `create` event: the daemon's share (die -> "
+            f"create) p50 {ms(repl.reaction, 50)} / p95 {ms(repl.reaction, 95)}; Docker's "
+            f"share (that container's create -> start) p50 {ms(repl.docker, 50)} / p95 "
+            f"{ms(repl.docker, 95)}. Docker's share is what any client pays for a container "
+            "of this spec on this host at that moment (a pilot's start runs under its own CPU "
+            "quota and the idle parent, so it waits for spare CPU like the pilot itself)."
         )
     if DAEMON_WARNINGS:
         runs = sorted({name for name, _ in DAEMON_WARNINGS})
