@@ -224,10 +224,12 @@ def test_hysteresis_line_exactly() -> None:
 
 
 def test_victims_are_the_youngest_until_the_rest_fits() -> None:
-    cfg = make_config(pool(cpus=0.5), reserve=0.0, margin=0.0, grace_kill=0.0, freeze=10.0)
+    """... until they fit the spare CPUs, not merely spare + margin: the margin is what keeps the
+    next small rise of the owner from another give-way."""
+    cfg = make_config(pool(cpus=0.5), reserve=0.0, margin=0.5, grace_kill=0.0, freeze=10.0)
     pilots = [view(f"p{i}", age=100 - i, cpus=0.5) for i in range(6)]  # p5 youngest
     decision, _, _ = decide_once(cfg, snapshot(ncpus=4, owner_cpu=2.2), pilots)
-    # 3 entitled, 1.8 spare: freeze p5, p4, p3 -> 1.5 left
+    # 3 entitled, 1.8 spare (+ 0.5 margin): freeze p5, p4, p3 -> 1.5 left
     assert [a.pilot_id for a in decision.freeze] == ["p5", "p4", "p3"]
 
 
