@@ -322,8 +322,12 @@ def spawn_daemon(
     )
     try:
         inst = d.instance()
-        wait_running(api, inst, n, 180, d)
-        recorder.wait_count(inst, "start", n, 10)
+        # Waited for on the event stream, not by listing: the raw runs are not polled either,
+        # and list calls during the run would contend with the creates inside dockerd.
+        deadline = time.monotonic() + 180
+        while not recorder.wait_count(inst, "start", n, 1.0):
+            if not d.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"daemon {d.name}: not {n} pilots started:\n{d.tail()}")
     finally:
         d.stop()
     return SpawnRun("daemon", rnd, _first_create_to_last_start(recorder, inst, n), n)
