@@ -4,7 +4,8 @@ Why a simulator rather than hand-built snapshots only: the properties the policy
 more pilots than allowed, no flapping, the give-way ladder's timing) are about *sequences* of
 decisions whose inputs depend on earlier outputs. The simulator closes that loop the way the
 supervisor does: it turns its pilot table into `PilotView`s, calls `decide`, applies the
-`Decision` (starts appear, stops exit after a delay within `stop_grace`, freeze/thaw flip a flag),
+`Decision` (starts appear, stops exit after a delay within `stop_grace`, freeze/thaw flip a flag, a
+freeze optionally only after `pause_delay` as Docker's pause does),
 feeds every exit into the pool's back-off, decides again at once after an exit (the supervisor's
 event-driven replacement) and advances a fake monotonic and wall clock by `tick`.
 
@@ -213,12 +214,14 @@ class HostSim:
     lifetime: LifetimeFn = field(default=lambda _pool: None)
     stop_delay: float = 0.5  # a stopped pilot exits after this fraction of its stop_grace
     start_delay: float = 0.0  # seconds a start stays "in flight" before the pilot runs
+    pause_delay: float = 0.0  # seconds before a decided freeze takes hold (Docker's pause)
     variables: Mapping[str, float | bool] = field(default_factory=dict)
     run_state: RunState = RunState.ACTIVE
     now: float = T0_MONOTONIC
     state: PolicyState = field(default_factory=PolicyState)
     pilots: dict[str, SimPilot] = field(default_factory=dict)
     in_flight: list[tuple[float, str]] = field(default_factory=list)  # (ready at, pool)
+    pausing: list[tuple[float, str]] = field(default_factory=list)  # (takes hold at, pilot id)
     steps: list[Step] = field(default_factory=list)
     exits: list[ExitRecord] = field(default_factory=list)
     _serial: int = 0
@@ -330,9 +333,10 @@ class HostSim:
         for a in decision.stop:
             self._stop(a)
         for a in decision.freeze:
-            p = self.pilots.get(a.pilot_id)
-            if p is not None and p.phase is PilotPhase.RUNNING:
-                p.phase = PilotPhase.FROZEN
+            if self.pause_delay > 0:
+                self.pausing.append((self.now + self.pause_delay, a.pilot_id))
+            else:
+                self._pause(a.pilot_id)
         for a in decision.thaw:
             p = self.pilots.get(a.pilot_id)
             if p is not None and p.phase is PilotPhase.FROZEN:
@@ -346,6 +350,12 @@ class HostSim:
                 else:
                     self._create(s.pool, cfg.cpus, cfg.memory, self.wall, PilotPhase.RUNNING)
 
+    def _pause(self, pilot_id: str) -> None:
+        """Like `docker pause`: a pilot that is running gets frozen, whatever was decided since."""
+        p = self.pilots.get(pilot_id)
+        if p is not None and p.phase is PilotPhase.RUNNING:
+            p.phase = PilotPhase.FROZEN
+
     def _stop(self, a: PilotAction) -> None:
         p = self.pilots.get(a.pilot_id)
         if p is None or p.phase is PilotPhase.STOPPING:
@@ -358,7 +368,7 @@ class HostSim:
         p.exit_code = 143
 
     def _next_event(self) -> float | None:
-        times = [ready for ready, _ in self.in_flight]
+        times = [ready for ready, _ in self.in_flight] + [at for at, _ in self.pausing]
         for p in self.pilots.values():
             if p.phase is PilotPhase.STOPPING and p.stop_at is not None:
                 times.append(p.stop_at)
@@ -368,6 +378,9 @@ class HostSim:
 
     def _due(self) -> bool:
         """Process what happens at `now`; True if a pilot ended (the supervisor decides again)."""
+        for _, pid in [x for x in self.pausing if x[0] <= self.now]:
+            self._pause(pid)
+        self.pausing = [x for x in self.pausing if x[0] > self.now]
         ready = [name for at, name in self.in_flight if at <= self.now]
         self.in_flight = [(at, name) for at, name in self.in_flight if at > self.now]
         for name in ready:

@@ -294,3 +294,37 @@ def test_memory_short_with_cpu_fine_freezes_one_per_grace_kill() -> None:
     host = snapshot(ncpus=8, mem_total=8 * GiB, mem_available=512 * MiB)
     decision, _, _ = decide_once(cfg, host, pilots)
     assert [(a.pilot_id, a.reason) for a in decision.freeze] == [("b", Reason.OWNER_MEMORY)]
+
+
+def test_a_freeze_not_yet_applied_is_remembered() -> None:
+    """The supervisor pauses asynchronously: a decision taken before the pause took hold (an exit
+    elsewhere) must not freeze the same pilots again nor restart their `freeze` clock."""
+    cfg = make_config(pool(), grace_kill=0.0, freeze=30.0)
+    pilots = [view("a", age=30), view("b", age=20)]
+    d1, state, _ = decide_once(cfg, snapshot(ncpus=4, owner_cpu=3.0), pilots)
+    assert {a.pilot_id for a in d1.freeze} == {"a", "b"}
+    gap = snapshot(ncpus=4, owner_cpu=3.0, now=T0_MONOTONIC + 0.1)
+    d2, state2, verdicts = decide_once(cfg, gap, pilots, state)  # still shown as running
+    assert d2.empty
+    assert state2.frozen_since == state.frozen_since
+    assert "frozen" in verdicts["default"].note
+    later = snapshot(ncpus=4, owner_cpu=3.0, now=T0_MONOTONIC + 30)
+    frozen = [
+        view("a", age=60, phase=PilotPhase.FROZEN),
+        view("b", age=50, phase=PilotPhase.FROZEN),
+    ]
+    d3, _, _ = decide_once(cfg, later, frozen, state2)
+    assert {a.pilot_id for a in d3.stop} == {"a", "b"}
+
+
+def test_slow_pauses_freeze_each_pilot_once_and_keep_their_clock() -> None:
+    """Pauses taking longer than a tick: the decisions in between leave the frozen alone."""
+    cfg = make_config(pool(max_pilots="3", per_tick=3), grace_kill=20.0, freeze=30.0, tick=1.0)
+    owner = segments([(50, 0.0, 0), (1000, 3.0, 0)])
+    sim = HostSim(cfg, ncpus=4, owner=owner, pause_delay=2.5)
+    steps = sim.run(200)
+    freezes = actions(steps, "freeze")
+    assert [t - T0_MONOTONIC for t, _ in freezes] == [70.0] * 3
+    stops = actions(steps, "stop")
+    assert [t - T0_MONOTONIC for t, _ in stops] == [100.0] * 3
+    assert {a.pilot_id for _, a in stops} == {a.pilot_id for _, a in freezes}

@@ -80,6 +80,7 @@ class Scenario:
     stop_delay: float
     start_delay: float
     seconds: float
+    pause_delay: float = 0.0
 
     def sim(self, owner: OwnerTrace | None = None) -> HostSim:
         lifetimes = self.lifetimes
@@ -92,6 +93,7 @@ class Scenario:
             lifetime=lambda name: lifetimes.get(name),
             stop_delay=self.stop_delay,
             start_delay=self.start_delay,
+            pause_delay=self.pause_delay,
         )
 
 
@@ -158,6 +160,7 @@ def scenarios(draw: st.DrawFn, *, max_ticks: int = 120) -> Scenario:
         stop_delay=draw(st.sampled_from([0.0, 0.5, 1.0])),
         start_delay=draw(st.sampled_from([0.0, 0.0, 0.5, 3.0, 1.5 * tick])),
         seconds=tick * draw(st.integers(10, max_ticks)),
+        pause_delay=draw(st.sampled_from([0.0, 0.0, 0.3])),
     )
 
 
@@ -177,7 +180,13 @@ def pilots_of(step: Step, pool_name: str) -> int:
 
 
 def running_cpus(step: Step) -> float:
-    return sum(p.cpus for p in step.after if p.phase is PilotPhase.RUNNING)
+    """Entitled CPUs of the pilots that run and are not about to be paused (a freeze was decided,
+    Docker's pause has not taken hold yet)."""
+    return sum(
+        p.cpus
+        for p in step.after
+        if p.phase is PilotPhase.RUNNING and p.id not in step.state.frozen_since
+    )
 
 
 @FAST
@@ -190,6 +199,7 @@ def test_invariants_over_random_traces(sc: Scenario) -> None:
     gave_way: float | None = None
     excess_since: float | None = None
     mem_short_since: float | None = None
+    prev_state = PolicyState()
     for step in steps:
         d = step.decision
         # every action carries a reason and says why
@@ -229,9 +239,19 @@ def test_invariants_over_random_traces(sc: Scenario) -> None:
 
         # the owner's victims are the youngest running pilots; a thaw only when it fits
         victims = [a.pilot_id for a in (*d.freeze, *d.stop) if a.reason in GIVE_WAY]
-        fresh = {p.id: p for p in step.before if p.phase is PilotPhase.RUNNING}
+        fresh = {
+            p.id: p
+            for p in step.before
+            if p.phase is PilotPhase.RUNNING and p.id not in prev_state.frozen_since
+        }
         chosen = [fresh[v] for v in victims if v in fresh]
-        kept = [p for p in step.after if p.phase is PilotPhase.RUNNING and p.id in fresh]
+        kept = [
+            p
+            for p in step.after
+            if p.phase is PilotPhase.RUNNING
+            and p.id in fresh
+            and p.id not in step.state.frozen_since  # not merely waiting for its pause
+        ]
         if chosen and kept:
             assert max(p.started for p in kept) <= min(p.started for p in chosen), step.now
         spare = sc.ncpus - owner.reserve - step.host.owner_cpu
@@ -239,9 +259,7 @@ def test_invariants_over_random_traces(sc: Scenario) -> None:
             assert running_cpus(step) <= spare + 1e-9, step.now
 
         # the owner short of memory with pilots running: one gives way every grace_kill (+ a tick)
-        if step.host.mem_available < owner.reserve_memory and any(
-            p.phase is PilotPhase.RUNNING for p in step.before
-        ):
+        if step.host.mem_available < owner.reserve_memory and fresh:
             if victims:
                 mem_short_since = None
             else:
@@ -261,6 +279,7 @@ def test_invariants_over_random_traces(sc: Scenario) -> None:
             )
         else:
             excess_since = None
+        prev_state = step.state
 
     # the per_tick rate: a window opens with a start and lasts one tick (at least 1 s)
     window = max(cfg.tick, 1.0)
