@@ -163,17 +163,8 @@ def decide(
 
     # --- owner first: the give-way ladder -------------------------------------------------------
     spare = spare_cpus(cfg, host)
-    # A pilot we decided to freeze is frozen from then on, even while the supervisor's pause is
-    # still under way and the pilot shows as running: a decision in that gap (an exit elsewhere)
-    # must not forget it, freeze it again and restart its `freeze` clock.
-    frozen = [
-        p
-        for p in live
-        if p.phase is PilotPhase.FROZEN
-        or (p.phase is PilotPhase.RUNNING and p.id in state.frozen_since)
-    ]
-    frozen_ids = {p.id for p in frozen}
-    running = [p for p in live if p.phase is PilotPhase.RUNNING and p.id not in frozen_ids]
+    running = [p for p in live if p.phase is PilotPhase.RUNNING]
+    frozen = [p for p in live if p.phase is PilotPhase.FROZEN]
     need = sum(p.cpus for p in running)
     mem_short = host.mem_available < cfg.owner.reserve_memory
     cpu_short = need > spare + cfg.owner.margin + _EPS
