@@ -420,13 +420,18 @@ class Supervisor:
             p = self.registry.get(a.pilot_id)
             if p is not None and p.phase is not PilotPhase.STOPPING:
                 self._spawn(self._stop_pilot(p, a.reason, a.detail))
+        # The decided phase holds from now on, while Docker's pause/unpause is under way: a
+        # decision in between (an exit elsewhere) must see the pilot as the policy left it, or
+        # it would freeze it again and restart its `freeze` clock.
         for a in decision.freeze:
             p = self.registry.get(a.pilot_id)
-            if p is not None:
+            if p is not None and p.phase is PilotPhase.RUNNING:
+                p.phase, p.changing = PilotPhase.FROZEN, True
                 self._spawn(self._freeze(p, a))
         for a in decision.thaw:
             p = self.registry.get(a.pilot_id)
-            if p is not None:
+            if p is not None and p.phase is PilotPhase.FROZEN:
+                p.phase, p.changing = PilotPhase.RUNNING, True
                 self._spawn(self._thaw(p, a))
         for s in decision.start:
             pool = self.config.pool(s.pool)
@@ -565,6 +570,8 @@ class Supervisor:
             await self._docker(self.engine.pause, p.id)
         except EngineUnavailable as exc:
             log.warning("%s", exc)
+            if p.phase is PilotPhase.FROZEN:
+                p.phase = PilotPhase.RUNNING  # not frozen after all; the next tick decides again
             return
         except EngineError as exc:
             # Under the idle parent a busy owner starves the pilot so completely that the cgroup
@@ -572,19 +579,25 @@ class Supervisor:
             # frozen, so the ladder goes on to a graceful stop if the owner stays.
             p.starved = True
             detail += f"; not paused ({exc}), starved by the idle cgroup instead"
-        p.phase = PilotPhase.FROZEN
-        self._emit(EventKind.PILOT_FROZEN, f"frozen: {detail}", p, reason=a.reason.value)
+        finally:
+            p.changing = False
+        if p.phase is PilotPhase.FROZEN and not p.ended:  # not stopped meanwhile
+            self._emit(EventKind.PILOT_FROZEN, f"frozen: {detail}", p, reason=a.reason.value)
 
     async def _thaw(self, p: Pilot, a: PilotAction) -> None:
-        if not p.starved:
-            try:
+        try:
+            if not p.starved:
                 await self._docker(self.engine.unpause, p.id)
-            except EngineError as exc:
-                log.warning("%s", exc)
-                return
+        except EngineError as exc:
+            log.warning("%s", exc)
+            if p.phase is PilotPhase.RUNNING:
+                p.phase = PilotPhase.FROZEN  # still paused; the next tick decides again
+            return
+        finally:
+            p.changing = False
         p.starved = False
-        p.phase = PilotPhase.RUNNING
-        self._emit(EventKind.PILOT_THAWED, f"thawed: {a.detail}", p, reason=a.reason.value)
+        if p.phase is PilotPhase.RUNNING and not p.ended:
+            self._emit(EventKind.PILOT_THAWED, f"thawed: {a.detail}", p, reason=a.reason.value)
 
     async def _remove(self, p: Pilot) -> None:
         try:

@@ -32,6 +32,7 @@ class Pilot:
     # Frozen in effect but not paused: the freezer could not catch a pilot the idle cgroup
     # starves (runc gives up waiting), and a starved pilot takes no CPU from the owner anyway.
     starved: bool = False
+    changing: bool = False  # a pause/unpause is under way: the decided phase stands
     ended: bool = False  # its exit has been reported
     known_since: float = field(default_factory=time.monotonic)  # when the registry learnt of it
 
@@ -134,7 +135,7 @@ class Registry:
             if phase is None:
                 if not pilot.ended:
                     ended.append((pilot, rec.exit_code))
-            elif pilot.phase is PilotPhase.STOPPING:
+            elif pilot.phase is PilotPhase.STOPPING or pilot.changing:
                 continue
             elif pilot.starved and phase is PilotPhase.RUNNING:
                 continue  # still "frozen" for the policy
