@@ -243,7 +243,7 @@ def render(
         f"with {16} threads, the width of the daemon's docker thread pool. Timed from the first "
         "`create` event to the last `start` event on Docker's clock, so the daemon's start-up "
         "(imports, connecting, the image check) is not counted. Rounds rotate the contenders' "
-        "order; the engine is cleaned between runs; medians are reported and the ratio is "
+        "order; the engine is cleaned between runs, then left 3 s to settle; medians are reported and the ratio is "
         "raw time / daemon time (> 1: the daemon is faster). The aim is against the raw run "
         "of the same width; the sequential run is context.",
         "- Why the start-timing phases use more than 0.01 CPU per pilot: a container's own "

@@ -37,6 +37,7 @@ from planctond.engine.cgroup_parent import ensure_idle_parent  # noqa: E402
 from planctond.sensors.cgroups import CgroupLayout  # noqa: E402
 
 log = phases.log
+ENGINE_SETTLE = 3.0  # seconds between spawn runs
 
 
 def _load() -> str:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=float, default=15.0, help="wait after ramp-up, s (15)")
     ap.add_argument("--replacements", type=int, default=80, help="replacements to time (80)")
     ap.add_argument("--spawn", type=int, default=30, help="pilots per spawn run (30)")
-    ap.add_argument("--rounds", type=int, default=3, help="spawn rounds (3)")
+    ap.add_argument("--rounds", type=int, default=5, help="spawn rounds (5)")
     ap.add_argument("--quick", action="store_true", help="short windows, for trying the bench out")
     ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs)")
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             timeout=max(60.0, args.replacements * 1.5),
         )
         spawn: list[phases.SpawnRun] = []
+        # dockerd keeps tearing down the last phase's containers (shims, mounts) for a while
+        # after they are no longer listed; whoever ran first would pay for it.
+        time.sleep(ENGINE_SETTLE * 3)
         contenders = ["daemon", "raw-concurrent", "raw-sequential"]
         for rnd in range(args.rounds):
             order = contenders[rnd % 3 :] + contenders[: rnd % 3]
@@ -154,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"spawn round {rnd + 1}: {who} {run.seconds:.2f}s for {run.count}")
                 spawn.append(run)
                 remove_labelled(api, run_id)
+                time.sleep(ENGINE_SETTLE)
         machine = Machine(
             date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             nproc=os.cpu_count() or 0,
