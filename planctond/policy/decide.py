@@ -163,8 +163,18 @@ def decide(
 
     # --- owner first: the give-way ladder -------------------------------------------------------
     spare = spare_cpus(cfg, host)
-    running = [p for p in live if p.phase is PilotPhase.RUNNING]
-    frozen = [p for p in live if p.phase is PilotPhase.FROZEN]
+    # A pilot we decided to freeze is frozen from then on, even if the caller still shows it as
+    # running while its pause is under way: a decision in that gap (an exit elsewhere) must not
+    # forget it, freeze it again and restart its `freeze` clock. (The supervisor also shows it
+    # as frozen at once; the policy does not rely on that.)
+    frozen = [
+        p
+        for p in live
+        if p.phase is PilotPhase.FROZEN
+        or (p.phase is PilotPhase.RUNNING and p.id in state.frozen_since)
+    ]
+    frozen_ids = {p.id for p in frozen}
+    running = [p for p in live if p.phase is PilotPhase.RUNNING and p.id not in frozen_ids]
     need = sum(p.cpus for p in running)
     mem_short = host.mem_available < cfg.owner.reserve_memory
     cpu_short = need > spare + cfg.owner.margin + _EPS

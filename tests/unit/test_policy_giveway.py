@@ -6,8 +6,6 @@ Times below are seconds since the simulation began; the simulated host decides e
 
 from __future__ import annotations
 
-import pytest
-
 from planctond.policy.model import PilotPhase, Reason, RunState
 from planctond.policy.state import PolicyState
 from tests.support.policy_sim import (
@@ -26,13 +24,6 @@ from tests.support.policy_sim import (
 )
 
 MiB = 1024**2
-
-PENDING_PAUSE = pytest.mark.xfail(
-    strict=True,
-    reason="known: decide() forgets a decided freeze until Docker's pause has taken hold "
-    "(frozen_since kept only for FROZEN pilots); fixing it in the policy alone made the "
-    "supervisor's starved-pilot path stop pilots while their pause is still under way",
-)
 
 
 def t_of(step: Step) -> float:
@@ -305,7 +296,6 @@ def test_memory_short_with_cpu_fine_freezes_one_per_grace_kill() -> None:
     assert [(a.pilot_id, a.reason) for a in decision.freeze] == [("b", Reason.OWNER_MEMORY)]
 
 
-@PENDING_PAUSE
 def test_a_freeze_not_yet_applied_is_remembered() -> None:
     """The supervisor pauses asynchronously: a decision taken before the pause took hold (an exit
     elsewhere) must not freeze the same pilots again nor restart their `freeze` clock."""
@@ -327,7 +317,6 @@ def test_a_freeze_not_yet_applied_is_remembered() -> None:
     assert {a.pilot_id for a in d3.stop} == {"a", "b"}
 
 
-@PENDING_PAUSE
 def test_slow_pauses_freeze_each_pilot_once_and_keep_their_clock() -> None:
     """Pauses taking longer than a tick: the decisions in between leave the frozen alone."""
     cfg = make_config(pool(max_pilots="3", per_tick=3), grace_kill=20.0, freeze=30.0, tick=1.0)
