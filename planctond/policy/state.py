@@ -45,3 +45,10 @@ class PolicyState:
             counts = {**self.window_count, pool: self.window_count.get(pool, 0) + n}
             starts = dict(self.window_start)
         return replace(self, window_start=starts, window_count=counts)
+
+    def uncount_starts(self, pool: str, n: int) -> PolicyState:
+        """Starts a decision counted but the caller could not make (image not ready yet)."""
+        left = self.window_count.get(pool, 0) - n
+        if n <= 0 or pool not in self.window_count:
+            return self
+        return replace(self, window_count={**self.window_count, pool: max(0, left)})

@@ -438,6 +438,8 @@ class Supervisor:
             if pool is None:
                 continue
             if not self._image_ready(pool):
+                # Nothing starts: give back the per_tick allowance the decision counted.
+                self._policy = self._policy.uncount_starts(pool.name, s.count)
                 continue
             for _ in range(s.count):
                 self._starting[pool.name] = self._starting.get(pool.name, 0) + 1
@@ -501,6 +503,10 @@ class Supervisor:
                 self.images.forget(pool.image)
             now = time.monotonic()
             current = self._policy.backoff.get(pool.name, backoff_mod.Backoff())
+            if current.active(now):
+                # The other starts of the same burst failed for the same reason: one failure,
+                # not one doubling of the wait per pilot asked for.
+                return
             bo = backoff_mod.after_exit(
                 current,
                 pool,

@@ -130,8 +130,8 @@ class Registry:
                 pilot.created = rec.created
                 if phase is not None:
                     adopted.append(pilot)
-            else:
-                pilot.created = rec.created or pilot.created
+            # A pilot we started keeps the time its start returned: Docker's create time would
+            # add the engine's start latency to its lifetime and hide fast failures.
             if phase is None:
                 if not pilot.ended:
                     ended.append((pilot, rec.exit_code))
