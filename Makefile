@@ -43,9 +43,10 @@ venv-ok:
 	@test -x $(PY) || { echo "no $(VENV): run contrib/devstack/deps.sh (or make setup) first" >&2; exit 1; }
 
 lint: venv-ok
-	$(VENV)/bin/ruff check planctond tests
-	$(VENV)/bin/ruff format --check planctond tests
+	$(VENV)/bin/ruff check planctond tests bench
+	$(VENV)/bin/ruff format --check planctond tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --explicit-package-bases bench
 	$(VENV)/bin/lint-imports
 
 # pytest's exit 5 ("no tests collected") is a failure here, like every other non-zero exit.

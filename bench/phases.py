@@ -149,9 +149,7 @@ def idle_cost(
             state_dir=state_dir,
         )
         log(f"idle {pilots}: up after {ramp_s:.1f}s ({attempts} ramp daemons)")
-        d = start_daemon(
-            f"idle-{pilots}", workdir, config, f"unix://{proxy.listen_path}", state_dir
-        )
+        d = start_daemon(f"idle-{pilots}", workdir, config, proxy.url, state_dir)
         if d.instance() != inst:
             raise RuntimeError("the measured daemon has another instance id")
         wait_running(api, inst, pilots, 60, d)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -59,14 +60,26 @@ class SocketProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            threading.Thread(
+                target=self._pipe, args=(client, upstream, self.observer()), daemon=True
+            ).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
+
+    def observer(self) -> Callable[[bytes], bool] | None:
+        """Per connection: something that sees every chunk the client sends to the engine and
+        returns False once it has seen enough. The benchmark's counting proxy parses requests
+        here; this proxy only forwards."""
+        return None
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(
+        src: socket.socket, dst: socket.socket, observe: Callable[[bytes], bool] | None
+    ) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
+                if observe is not None and not observe(data):
+                    observe = None
         except OSError:
             pass
         finally:
