@@ -14,13 +14,7 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    init=$(git show HEAD:planctond/__init__.py)
-else
-    init=$(cat planctond/__init__.py)
-fi
-upstream=$(printf '%s\n' "$init" | sed -n 's/^__version__ = "\(.*\)"$/\1/p')
-[ -n "$upstream" ] || { echo "build-deb: no __version__ in planctond/__init__.py" >&2; exit 1; }
+upstream=$(sh packaging/upstream-version.sh)
 version=${DEB_VERSION:-$upstream}
 dist=${DIST_DIR:-$top/dist}
 
