@@ -295,6 +295,18 @@ def _first_create_to_last_start(recorder: EventRecorder, instance: str, n: int) 
     return starts[n - 1].at - creates[0].at
 
 
+def spawn_pool_yaml(run_id: str, n: int) -> str:
+    """The one pool both spawn contenders use, so the daemon and raw docker-py start the same spec."""
+    return pool_yaml(
+        run_id=run_id,
+        max_pilots=n,
+        per_tick=n,
+        command=SLEEP_FOREVER,
+        cpus=SPAWN_CPUS,
+        tick="1s",
+    )
+
+
 def spawn_daemon(
     *,
     docker_url: str,
@@ -308,14 +320,7 @@ def spawn_daemon(
     d = start_daemon(
         f"spawn-{rnd}",
         workdir,
-        pool_yaml(
-            run_id=run_id,
-            max_pilots=n,
-            per_tick=n,
-            command=SLEEP_FOREVER,
-            cpus=SPAWN_CPUS,
-            tick="1s",
-        ),
+        spawn_pool_yaml(run_id, n),
         docker_url,
     )
     try:
@@ -345,16 +350,7 @@ def spawn_raw(
     """The baseline: the very spec planctond builds, sent with plain docker-py low-level calls
     (create_container + start), one APIClient shared by the threads, made like the daemon's."""
     cfg_path = workdir / f"raw-{rnd}-{width}.yaml"
-    cfg_path.write_text(
-        pool_yaml(
-            run_id=run_id,
-            max_pilots=n,
-            per_tick=n,
-            command=SLEEP_FOREVER,
-            cpus=SPAWN_CPUS,
-            tick="1s",
-        )
-    )
+    cfg_path.write_text(spawn_pool_yaml(run_id, n))
     pool = load_config(str(cfg_path), missing_ok=False).pools[0]
     instance = f"bench-raw-{run_id}-{rnd}-{width}"
     specs = [build_spec(pool, instance=instance, cgroup_parent=cgroup_parent) for _ in range(n)]
