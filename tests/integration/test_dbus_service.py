@@ -29,6 +29,7 @@ from tests.support.dbus_daemon import (
     ROOT,
     PrivateBus,
     as_user,
+    code_root_for_others,
     private_system_bus,
     unavailable_reason,
 )
@@ -666,7 +667,11 @@ def test_service_runs_as_the_unprivileged_service_user() -> None:
     name by policy, and still tells root (allowed) from another uid (refused)."""
 
     async def scenario(bus: PrivateBus) -> None:
-        env = {**bus.env(), "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {
+            **bus.env(),
+            "PYTHONPATH": str(code_root_for_others()),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         proc = await asyncio.create_subprocess_exec(
             *as_user("nobody", "nogroup", [sys.executable, "-c", _SERVE_SCRIPT]),
             cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,

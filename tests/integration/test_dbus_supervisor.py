@@ -22,6 +22,7 @@ from tests.support.dbus_daemon import (
     ROOT,
     PrivateBus,
     as_user,
+    code_root_for_others,
     private_system_bus,
     unavailable_reason,
 )
@@ -84,7 +85,7 @@ def daemon(
 
 def ctl(bus: PrivateBus, *args: str, user: tuple[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     argv = [sys.executable, "-m", "planctond.cli.planctonctl", *args]
-    env = {**bus.env(), "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**bus.env(), "PYTHONPATH": str(code_root_for_others()), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
         as_user(*user, argv) if user else argv,
         cwd=ROOT,
@@ -168,7 +169,7 @@ def test_drain_resume_status_against_the_real_supervisor(
         for args in (["drain"], ["resume"]):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "planctond.cli.planctonctl", *args,
-                cwd=ROOT, env={**bus.env(), "PYTHONPATH": str(ROOT)},
+                cwd=ROOT, env={**bus.env(), "PYTHONPATH": str(code_root_for_others())},
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             out, err = await proc.communicate()

@@ -6,7 +6,9 @@ Needs root like the real thing: the policy is about uids, and the tests switch u
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -139,6 +141,27 @@ def private_system_bus(
             if stream is not None:
                 stream.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@functools.cache
+def code_root_for_others() -> Path:
+    """A PYTHONPATH entry from which another uid can import planctond.
+
+    The checkout itself when every directory above it lets others through; otherwise (a CI clone
+    under a 0700 `mktemp -d`, say) a world-readable copy of the package, made once per run.
+    """
+    if all(os.stat(d).st_mode & 0o001 for d in (ROOT, *ROOT.parents)):
+        return ROOT
+    copy = Path(tempfile.mkdtemp(prefix="planctond-code-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    shutil.copytree(
+        ROOT / "planctond", copy / "planctond", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for d, _, files in os.walk(copy):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    return copy
 
 
 def as_user(user: str, group: str, argv: list[str], login_groups: bool = False) -> list[str]:

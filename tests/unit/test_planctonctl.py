@@ -26,6 +26,7 @@ from tests.support.dbus_daemon import (
     ROOT,
     PrivateBus,
     as_user,
+    code_root_for_others,
     private_system_bus,
     unavailable_reason,
 )
@@ -106,7 +107,12 @@ async def ctl(
     argv = [sys.executable, "-m", "planctond.cli.planctonctl", *args]
     if user:
         argv = as_user(*user, argv)
-    env = {**bus.env(), "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "TZ": "UTC"}
+    env = {
+        **bus.env(),
+        "PYTHONPATH": str(code_root_for_others()),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TZ": "UTC",
+    }
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
