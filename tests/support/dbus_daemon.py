@@ -148,15 +148,16 @@ def code_root_for_others() -> Path:
     """A PYTHONPATH entry from which another uid can import planctond.
 
     The checkout itself when every directory above it lets others through; otherwise (a CI clone
-    under a 0700 `mktemp -d`, say) a world-readable copy of the package, made once per run.
+    under a 0700 `mktemp -d`, say) a world-readable copy of the packages, made once per run.
     """
     if all(os.stat(d).st_mode & 0o001 for d in (ROOT, *ROOT.parents)):
         return ROOT
     copy = Path(tempfile.mkdtemp(prefix="planctond-code-"))
     atexit.register(shutil.rmtree, copy, ignore_errors=True)
-    shutil.copytree(
-        ROOT / "planctond", copy / "planctond", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for package in ("planctond", "tests"):  # scripts run as that uid use test doubles too
+        shutil.copytree(
+            ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for d, _, files in os.walk(copy):
         os.chmod(d, 0o755)
         for f in files:
