@@ -33,7 +33,7 @@ from bench.events import EventRecorder  # noqa: E402
 from bench.harness import BENCH_LABEL_KEY, DAEMON_WARNINGS, remove_labelled  # noqa: E402
 from bench.report import Machine, render, write_section  # noqa: E402
 from planctond import constants as C  # noqa: E402
-from planctond.engine.cgroup_parent import ensure_idle_parent  # noqa: E402
+from planctond.engine.cgroup_parent import ensure_idle_parent, parent_for  # noqa: E402
 from planctond.sensors.cgroups import CgroupLayout  # noqa: E402
 
 log = phases.log
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_busybox(url)
         info, version = api.info(), api.version()
         driver = str(info.get("CgroupDriver", "cgroupfs"))
-        parent = C.CGROUP_PARENT_SYSTEMD if driver == "systemd" else C.CGROUP_PARENT_CGROUPFS
+        parent = parent_for(driver, None)
         # The raw baseline may run before any daemon made the pilots' parent: make it now.
         ensure_idle_parent(CgroupLayout.detect("/sys/fs/cgroup"), parent, driver)
         machine_load = _load()

@@ -25,6 +25,13 @@ PILOT_NAME_PREFIX: Final = "plancton-"
 CGROUP_PARENT_CGROUPFS: Final = "/planctond"
 CGROUP_PARENT_SYSTEMD: Final = "planctond.slice"
 
+# --- talking to Docker -------------------------------------------------------------------------
+DOCKER_TIMEOUT: Final = 20.0  # seconds for one API request before Docker counts as unreachable
+DOCKER_RETRY_MIN: Final = 1.0  # first wait before reconnecting to a Docker that went away
+DOCKER_RETRY_MAX: Final = 30.0  # the wait doubles up to this
+# The supervisor's loop comes round at least this often, so watchdog pings reflect a live loop.
+HEARTBEAT: Final = 1.0
+
 # --- D-Bus -------------------------------------------------------------------------------------
 BUS_NAME: Final = "org.plancton"
 OBJECT_PATH: Final = "/org/plancton"

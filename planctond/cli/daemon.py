@@ -1,4 +1,5 @@
-"""`planctond`: the daemon's entry point. Wires config, supervisor and the control skins together.
+"""`planctond`: the daemon's entry point. Parses the command line and loads the config; the
+parts are built and wired in `application.py`.
 
 It never forks: under systemd it is a `Type=notify` service, by hand it runs with `--foreground`
 (readable lines on stderr). Exit codes: 0 clean stop, 1 runtime failure (systemd restarts it),
@@ -11,28 +12,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from planctond import __version__
 from planctond import constants as C
+from planctond.cli.application import Application
 from planctond.config.errors import ConfigError
 from planctond.config.loader import load_config
 from planctond.config.model import Config
 from planctond.config.variables import HOST_VARIABLES
-from planctond.control.journal import log_event, setup_logging
-from planctond.control.notify import SystemdNotifier
-from planctond.supervisor.api import ControlError
-from planctond.supervisor.loop import Supervisor
+from planctond.control.journal import setup_logging
 from planctond.supervisor.state_store import StateStoreError
-
-if TYPE_CHECKING:
-    from planctond.control.dbus_service import DBusService
 
 log = logging.getLogger("planctond")
 
@@ -137,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.state_dir:
         cfg = replace(cfg, state_dir=args.state_dir)
     if args.setup_cgroup:
-        from planctond.engine.cgroup_parent import setup_main
+        from planctond.cli.setup_cgroup import main as setup_main
 
         setup_args = []
         if cfg.docker.cgroup_parent:
@@ -147,103 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup_args += ["--docker-url", url]
         return setup_main(setup_args)
     try:
-        return asyncio.run(_serve(cfg, args))
+        app = Application(
+            cfg,
+            config_path=args.config,
+            docker_url=args.docker_url,
+            state_dir_override=args.state_dir,
+            leave_pilots=args.leave_pilots,
+            dbus=not args.no_dbus,
+        )
+        return asyncio.run(app.serve())
     except StateStoreError as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:
         return 0
-
-
-async def _serve(cfg: Config, args: argparse.Namespace) -> int:
-    notifier = SystemdNotifier()
-    sup = Supervisor(
-        cfg,
-        config_path=args.config,
-        docker_url=args.docker_url,
-        loader=lambda p: _reload_config(p, args.state_dir),
-    )
-    sup.events.subscribe(log_event)
-    loop = asyncio.get_running_loop()
-
-    def on_term(signame: str) -> None:
-        log.info("%s received; shutting down", signame)
-        notifier.stopping()
-        sup.request_shutdown(stop_pilots=False if args.leave_pilots else None)
-
-    async def do_reload() -> None:
-        notifier.reloading()
-        try:
-            await sup.reload()
-        except ControlError:
-            pass  # already logged as config-rejected; the last good config stays
-        finally:
-            notifier.ready(sup.status().summary())
-
-    for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
-        loop.add_signal_handler(sig, on_term, name)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(do_reload()))
-
-    interval = notifier.watchdog_interval()
-    last_ping = [0.0]
-
-    def heartbeat() -> None:
-        now = time.monotonic()
-        if interval is not None and now - last_ping[0] >= interval / 4:
-            last_ping[0] = now
-            notifier.watchdog()
-
-    sup.on_heartbeat(heartbeat)
-    sup.on_tick(lambda report: notifier.status(report.summary()))
-
-    bus_service = None
-    if not args.no_dbus:
-        bus_service = await _start_dbus(sup)
-    log.info(
-        "planctond %s started (pid %d, instance %s, config %s, state %s, %s)",
-        __version__,
-        os.getpid(),
-        sup.instance,
-        cfg.source or "built-in defaults",
-        sup.run_state.value,
-        "D-Bus on" if bus_service else "no D-Bus",
-    )
-    notifier.ready(sup.status().summary())
-    try:
-        await sup.run()
-    finally:
-        if bus_service is not None:
-            await bus_service.close()
-    return 0
-
-
-def _reload_config(path: str | None, state_dir_override: str | None) -> Config:
-    cfg = load_config(path, missing_ok=True)
-    return replace(cfg, state_dir=state_dir_override) if state_dir_override else cfg
-
-
-async def _start_dbus(sup: Supervisor) -> DBusService | None:
-    """Serve the API on the system bus. Under systemd (BusName=) a failure is fatal: the unit
-    would never become ready. By hand without a system bus, run on without it."""
-    from planctond.control.dbus_service import connect_system_bus, serve
-
-    try:
-        bus = await connect_system_bus()
-        service = await serve(sup, bus)
-    except Exception as exc:
-        if os.environ.get("NOTIFY_SOCKET"):
-            raise
-        log.warning("D-Bus API not available (%s); running without it", exc)
-        return None
-    try:
-        from planctond.control.logind import LogindIdleSource
-
-        idle = LogindIdleSource()
-        await idle.start(bus)
-        sup.add_variable_source(idle.variables)
-    except Exception as exc:
-        log.info("logind not available: %s", exc)
-    return service
 
 
 if __name__ == "__main__":

@@ -89,8 +89,9 @@ class Manager1(ServiceInterface):
         self._state = "active"
         self._running = 0
         try:
+            # The one full status() read: from here on STATE_CHANGED events carry the state.
             self._state = controller.status().state.value
-            self._running = self._count_running()
+            self._running = controller.counts().running
         except Exception:  # properties catch up with the next event; serving matters more
             log.exception("reading the controller's initial state failed")
 
@@ -187,9 +188,10 @@ class Manager1(ServiceInterface):
                 pass
 
     def refresh(self) -> None:
-        """Re-read state and pilot count from the controller; emit only what changed."""
-        self._set_state(self._controller.status().state.value)
-        running = self._count_running()
+        """Re-count running pilots after a burst of events. `counts()` is the controller's
+        memory alone: a full status() or pilots() here would cost Docker and cgroup reads on
+        every burst. Emits only when the count moved."""
+        running = self._controller.counts().running
         if running != self._running:
             self._running = running
             self.emit_properties_changed({"RunningPilots": running})
@@ -200,9 +202,6 @@ class Manager1(ServiceInterface):
         self._state = state
         self.emit_properties_changed({"State": state})
         self.StateChanged(state)
-
-    def _count_running(self) -> int:
-        return sum(1 for p in self._controller.pilots() if p.phase == "running")
 
     def introspect(self) -> intr.Interface:
         """dbus-next's introspection plus argument names, as in dbus/org.plancton.Manager1.xml."""

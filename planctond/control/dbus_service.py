@@ -25,13 +25,12 @@ from dbus_next.constants import (
 )
 from dbus_next.errors import DBusError
 from dbus_next.message import Message
-from dbus_next.service import ServiceInterface
 
 from planctond.constants import BUS_NAME, INTERFACE, OBJECT_PATH
 from planctond.control import dbus_errors
 from planctond.control.authz import Authorizer
-from planctond.control.dbus_compat import harden
 from planctond.control.dbus_interface import Manager1
+from planctond.control.dbus_private import declared_methods, harden, result_to_body
 from planctond.supervisor.api import Controller
 from planctond.supervisor.events import Event
 
@@ -52,9 +51,7 @@ class _Dispatcher:
         self._bus = bus
         self._iface = iface
         self._authorizer = authorizer
-        # dbus-next 0.2.3 internals (untyped): the declared methods with their parsed signatures.
-        declared = ServiceInterface._get_methods(iface)  # type: ignore[no-untyped-call]
-        self._methods = {m.name: m for m in declared if not m.disabled}
+        self._methods = declared_methods(iface)
         self._tasks: set[asyncio.Task[None]] = set()
         self._uids: dict[str, int] = {}
 
@@ -105,9 +102,7 @@ class _Dispatcher:
         result = m.fn(self._iface, *msg.body)
         if inspect.isawaitable(result):
             result = await result
-        body, fds = ServiceInterface._fn_result_to_body(  # type: ignore[no-untyped-call]
-            result, m.out_signature_tree
-        )
+        body, fds = result_to_body(result, m.out_signature_tree)
         reply: Message = Message.new_method_return(msg, m.out_signature, body, fds)
         return reply
 
@@ -230,6 +225,9 @@ async def serve(
     bus.export(OBJECT_PATH, iface)
     bus.add_message_handler(dispatcher.on_message)
     service = DBusService(bus, iface, dispatcher, name)
+    # Subscribe in the same step as Manager1 read its seed: properties follow events from then
+    # on, and an event during the name request below must not be missed.
+    service._unsubscribe = controller.events.subscribe(service._on_event)
     try:
         reply = await bus.request_name(name, NameFlag.DO_NOT_QUEUE)
     except DBusError as exc:
@@ -244,7 +242,6 @@ async def serve(
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         service._withdraw()
         raise BusNameError(f"{name} is already owned on the bus: is another planctond running?")
-    service._unsubscribe = controller.events.subscribe(service._on_event)
     log.info("serving %s on %s as %s", INTERFACE, OBJECT_PATH, name)
     return service
 

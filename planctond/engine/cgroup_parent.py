@@ -12,19 +12,16 @@ parent is a slice that systemd owns: the shipped `planctond.slice` unit sets `CP
 (systemd >= 252 turns that into `cpu.idle=1` on cgroup v2); on v1, or without that unit, the file
 is written directly once the slice exists.
 
-Writing cgroup files needs root, while the daemon runs unprivileged: `setup_main` is the entry of
-`planctond --setup-cgroup`, which the systemd unit runs as root (`ExecStartPre=+...`). The daemon
-itself calls `ensure_idle_parent` too; when the setup is already in place it only reads, so it
-succeeds without privileges.
+Writing cgroup files needs root, while the daemon runs unprivileged: `planctond --setup-cgroup`
+(`planctond.cli.setup_cgroup`), which the systemd unit runs as root (`ExecStartPre=+...`), calls
+`ensure_idle_parent`. The daemon calls it too; when the setup is already in place it only reads,
+so it succeeds without privileges.
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -296,62 +293,17 @@ def remove_idle_parent(layout: CgroupLayout, parent: str, driver: str = "cgroupf
                 raise _fail("remove cgroup", path, err) from err
 
 
-def _docker_cgroup_driver(url: str | None) -> str | None:
-    try:
-        import docker  # imported here: only the setup command needs Docker
-
-        client = (
-            docker.APIClient(base_url=url, timeout=5) if url else docker.from_env(timeout=5).api
-        )
-        driver = client.info().get("CgroupDriver")
-        return str(driver) if driver in DRIVERS else None
-    except Exception:  # Docker not up yet (the setup may run before it): fall back to a guess
-        return None
-
-
-def _guess_driver(layout: CgroupLayout) -> str:
-    """Docker's own default: systemd on a v2 host booted with systemd, else cgroupfs."""
+def guess_driver(layout: CgroupLayout) -> str:
+    """Docker's own default, for when Docker cannot be asked: systemd on a v2 host booted with
+    systemd, else cgroupfs."""
     if layout.version == 2 and os.path.isdir("/run/systemd/system"):
         return "systemd"
     return "cgroupfs"
 
 
-def setup_main(argv: Sequence[str] | None = None) -> int:
-    """`planctond --setup-cgroup [...]`: create and configure the idle parent, as root."""
-    ap = argparse.ArgumentParser(
-        prog="planctond --setup-cgroup",
-        description="Create the pilots' parent cgroup and make it idle to the kernel "
-        "(cpu.idle=1, or the lowest CPU weight where the kernel lacks cpu.idle). Needs root.",
-    )
-    ap.add_argument("--cgroup-root", default="/sys/fs/cgroup", help="cgroup mount root")
-    ap.add_argument(
-        "--driver",
-        choices=("auto", *DRIVERS),
-        default="auto",
-        help="Docker's cgroup driver (auto: ask Docker, else guess from the host)",
-    )
-    ap.add_argument(
-        "--parent",
-        default=None,
-        help=f"cgroup parent (default {C.CGROUP_PARENT_CGROUPFS} for cgroupfs, "
-        f"{C.CGROUP_PARENT_SYSTEMD} for systemd)",
-    )
-    ap.add_argument("--docker-url", default=None, help="Docker API URL for --driver auto")
-    try:
-        args = ap.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        layout = CgroupLayout.detect(args.cgroup_root)
-        driver = args.driver
-        if driver == "auto":
-            driver = _docker_cgroup_driver(args.docker_url) or _guess_driver(layout)
-        parent = args.parent or (
-            C.CGROUP_PARENT_SYSTEMD if driver == "systemd" else C.CGROUP_PARENT_CGROUPFS
-        )
-        setup = ensure_idle_parent(layout, parent, driver)
-    except CgroupError as err:
-        print(f"planctond: {err}", file=sys.stderr)
-        return 1
-    print(setup.describe())
-    return 0
+def parent_for(driver: str, configured: str | None) -> str:
+    """The pilots' cgroup parent. The one place the default is chosen: the setup command and
+    the daemon must agree on it, or the pilots would run outside the idle parent."""
+    if configured:
+        return configured
+    return C.CGROUP_PARENT_SYSTEMD if driver == "systemd" else C.CGROUP_PARENT_CGROUPFS

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 
 from planctond.config.model import PullPolicy
-from planctond.engine.docker_engine import DockerEngine, EngineError, EngineUnavailable
+from planctond.engine.errors import EngineError, EngineUnavailable
+from planctond.engine.port import Engine
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class _ImageState:
 class ImageKeeper:
     RETRY_AFTER_FAILURE = 300.0
 
-    def __init__(self, engine: DockerEngine) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._images: dict[str, _ImageState] = {}
 
@@ -37,7 +38,7 @@ class ImageKeeper:
         return self._images.setdefault(ref, _ImageState())
 
     def forget(self, ref: str) -> None:
-        """Docker said the image is gone (a create failed with 'No such image')."""
+        """The engine said the image is gone (a create raised `NoSuchImage`)."""
         self._images.pop(ref, None)
 
     def pull_due(self, ref: str, policy: PullPolicy, refresh: float, now: float) -> bool:
@@ -77,6 +78,8 @@ class ImageKeeper:
             if st.present is None:
                 try:
                     st.present = self._engine.image_present(ref)
+                except EngineUnavailable:
+                    raise  # unknown, not absent: a cached False would hold pilots back
                 except EngineError:
                     st.present = False
             if st.told:

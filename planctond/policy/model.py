@@ -6,9 +6,11 @@ the policy can be driven by hypothesis-generated traces as easily as by a real h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from planctond.config.model import Config
 
 
 class RunState(StrEnum):
@@ -97,3 +99,24 @@ class Decision:
     @property
     def empty(self) -> bool:
         return not (self.start or self.freeze or self.thaw or self.stop or self.remove)
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    """Everything one decision reads besides its own memory, so a decision can be replayed."""
+
+    now: float  # monotonic seconds
+    config: Config
+    host: HostSnapshot
+    pilots: Sequence[PilotView]
+    run_state: RunState
+    starting: Mapping[str, int] | None = None  # pool -> starts in flight (not yet in `pilots`)
+
+
+@dataclass(frozen=True)
+class PoolVerdict:
+    """Per-pool figures of one decision, for Status() and the logs."""
+
+    allowed: int
+    live: int
+    note: str

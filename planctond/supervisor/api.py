@@ -26,6 +26,16 @@ class PilotInfo:
 
 
 @dataclass(frozen=True)
+class PilotCounts:
+    """Pilots by phase, from the supervisor's memory alone (no Docker or cgroup read): cheap
+    enough to refresh D-Bus properties on every event."""
+
+    running: int = 0
+    frozen: int = 0
+    stopping: int = 0
+
+
+@dataclass(frozen=True)
 class PoolStatus:
     name: str
     running: int
@@ -66,7 +76,10 @@ class StatusReport:
 
 
 class Controller(Protocol):
-    events: EventBus
+    @property
+    def events(self) -> EventBus:
+        """Everything that happens, for signals, the journal and monitoring."""
+        ...
 
     async def start(self) -> None:
         """Leave drain/stopped and start pilots now (Plancton's force-start)."""
@@ -84,3 +97,5 @@ class Controller(Protocol):
     def status(self) -> StatusReport: ...
 
     def pilots(self) -> list[PilotInfo]: ...
+
+    def counts(self) -> PilotCounts: ...

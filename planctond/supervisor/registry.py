@@ -1,18 +1,25 @@
 """The supervisor's picture of its pilots, fed by one list call per tick and Docker's events.
 
 Docker stays the source of truth: the registry is rebuilt from each list, and events only make it
-fresher between ticks. It never asks Docker about a single pilot (no inspect per pilot).
+fresher between ticks. It never asks Docker about a single pilot (no inspect per pilot). It does
+not change a pilot's phase itself: it reports what Docker shows, and `pilot_ops` decides what
+that means for a pilot we may be pausing or stopping.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from planctond import constants as C
-from planctond.engine.docker_engine import ContainerRecord
+from planctond.engine.port import ContainerRecord
 from planctond.policy.model import PilotPhase, PilotView, Reason
+from planctond.supervisor.ports import Clock
+
+# A label any container can carry must not be able to stop all starts (nan) or claim the host.
+_MAX_LABEL_CPUS = 1024.0
 
 
 @dataclass
@@ -24,17 +31,24 @@ class Pilot:
     cpus: float
     image: str
     spec: str
+    known_since: float  # monotonic: when the registry learnt of it
     phase: PilotPhase = PilotPhase.RUNNING
     stop_reason: Reason | None = None
     stop_detail: str = ""
-    term_sent: float | None = None  # monotonic time SIGTERM was sent
     killed: bool = False  # SIGKILL was needed
     # Frozen in effect but not paused: the freezer could not catch a pilot the idle cgroup
     # starves (runc gives up waiting), and a starved pilot takes no CPU from the owner anyway.
     starved: bool = False
-    changing: bool = False  # a pause/unpause is under way: the decided phase stands
+    paused: bool = False  # Docker has it paused, as far as we know
+    pending: int = 0  # pauses/unpauses decided and not yet answered: the decided phase stands
     ended: bool = False  # its exit has been reported
-    known_since: float = field(default_factory=time.monotonic)  # when the registry learnt of it
+    # Pause, unpause and the start of a stop run one after the other for a pilot, in the order
+    # they were decided: a thaw decided while Docker still pauses waits for that pause.
+    op_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def changing(self) -> bool:
+        return self.pending > 0
 
     def view(self, current_spec: str | None) -> PilotView:
         return PilotView(
@@ -48,7 +62,7 @@ class Pilot:
         )
 
 
-def _phase_of(state: str) -> PilotPhase | None:
+def phase_of(state: str) -> PilotPhase | None:
     """Docker's container state -> our phase; None = the container has ended."""
     if state in ("running", "restarting"):
         return PilotPhase.RUNNING
@@ -59,10 +73,30 @@ def _phase_of(state: str) -> PilotPhase | None:
     return None
 
 
+def label_cpus(labels: dict[str, str]) -> float:
+    """The CPUs a pilot was given, from its label; 1.0 when absent or not a sane number."""
+    try:
+        cpus = float(labels.get(C.LABEL_CPUS, "1"))
+    except ValueError:
+        return 1.0
+    return cpus if math.isfinite(cpus) and 0.0 < cpus <= _MAX_LABEL_CPUS else 1.0
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What one list call showed, against what we knew."""
+
+    adopted: list[Pilot]  # seen for the first time (left running by an earlier daemon)
+    ended: list[tuple[Pilot, int | None]]  # exited, with the exit code Docker shows
+    vanished: list[Pilot]  # Docker no longer knows them at all
+    observed: list[tuple[Pilot, PilotPhase]]  # the live phase Docker shows for each live pilot
+
+
 class Registry:
     FORGET_AFTER = 600.0
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._pilots: dict[str, Pilot] = {}
         # Ended pilots whose container may still show in a list until its removal completes:
         # they must not come back as "adopted".
@@ -74,76 +108,69 @@ class Registry:
     def __len__(self) -> int:
         return len(self._pilots)
 
+    def live(self) -> list[Pilot]:
+        return [p for p in self._pilots.values() if not p.ended]
+
     def get(self, cid: str) -> Pilot | None:
         return self._pilots.get(cid)
 
+    def has_ended(self, cid: str) -> bool:
+        """Reported ended already: a late event for it must not bring it back."""
+        return cid in self._ended
+
     def pop(self, cid: str) -> Pilot | None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         self._ended[cid] = now
         if len(self._ended) > 1000:
             self._ended = {k: t for k, t in self._ended.items() if now - t < self.FORGET_AFTER}
         return self._pilots.pop(cid, None)
 
-    def add(self, pilot: Pilot) -> Pilot:
-        return self._pilots.setdefault(pilot.id, pilot)
-
     def from_labels(self, cid: str, name: str, labels: dict[str, str], image: str) -> Pilot:
         """A pilot first seen in an event or a list (adoption, or an event racing our create)."""
-        try:
-            cpus = float(labels.get(C.LABEL_CPUS, "1"))
-        except ValueError:
-            cpus = 1.0
-        return self.add(
+        return self._pilots.setdefault(
+            cid,
             Pilot(
                 id=cid,
                 name=name,
                 pool=labels.get(C.LABEL_POOL, ""),
-                created=time.time(),
-                cpus=cpus,
+                created=self._clock.wall(),
+                cpus=label_cpus(labels),
                 image=image,
                 spec=labels.get(C.LABEL_SPEC, ""),
-            )
+                known_since=self._clock.monotonic(),
+            ),
         )
 
     def reconcile(
         self, records: list[ContainerRecord], starting: set[str], listed_at: float
-    ) -> tuple[list[Pilot], list[tuple[Pilot, int | None]], list[Pilot]]:
-        """Bring the registry in line with one list call.
-
-        Returns (adopted, ended with exit code, vanished): pilots seen for the first time, pilots
-        whose container has exited, and pilots Docker no longer knows at all. `listed_at` is
-        when the list request was sent: a pilot registered after it cannot be in the answer.
-        """
-        adopted: list[Pilot] = []
-        ended: list[tuple[Pilot, int | None]] = []
+    ) -> Reconciled:
+        """Bring the registry in line with one list call. `listed_at` is when the list request
+        was sent: a pilot registered after it cannot be in the answer, so it has not vanished."""
+        out = Reconciled([], [], [], [])
         seen: set[str] = set()
         for rec in records:
             seen.add(rec.id)
             if rec.name in starting and rec.id not in self._pilots:
-                continue  # our own start in flight: _start_pilot registers it when it returns
+                continue  # our own start in flight: pilot_ops registers it when it returns
             if rec.id in self._ended:
                 continue  # reported already; its removal is under way
-            phase = _phase_of(rec.state)
+            phase = phase_of(rec.state)
             pilot = self._pilots.get(rec.id)
             if pilot is None:
                 pilot = self.from_labels(rec.id, rec.name, rec.labels, rec.image)
                 pilot.created = rec.created
                 if phase is not None:
-                    adopted.append(pilot)
+                    out.adopted.append(pilot)
             # A pilot we started keeps the time its start returned: Docker's create time would
             # add the engine's start latency to its lifetime and hide fast failures.
             if phase is None:
                 if not pilot.ended:
-                    ended.append((pilot, rec.exit_code))
-            elif pilot.phase is PilotPhase.STOPPING or pilot.changing:
-                continue
-            elif pilot.starved and phase is PilotPhase.RUNNING:
-                continue  # still "frozen" for the policy
+                    out.ended.append((pilot, rec.exit_code))
             else:
-                pilot.phase = phase
-        vanished = [
+                out.observed.append((pilot, phase))
+        out.vanished.extend(
             p
             for cid, p in self._pilots.items()
             if cid not in seen and p.name not in starting and p.known_since < listed_at
-        ]
-        return adopted, ended, vanished
+        )
+        return out

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from planctond.cli import setup_cgroup
 from planctond.engine.cgroup_parent import (
     CgroupSetupError,
     ensure_idle_parent,
     remove_idle_parent,
-    setup_main,
 )
 from planctond.sensors.cgroups import CgroupLayout, PilotCgroups
 from planctond.sensors.host import HostSensor
@@ -56,11 +56,11 @@ def test_real_layout_lists_only_mounted_hierarchies() -> None:
 
 
 @needs_root
-def test_setup_main_on_the_real_host(capsys: pytest.CaptureFixture[str]) -> None:
+def test_setup_cgroup_on_the_real_host(capsys: pytest.CaptureFixture[str]) -> None:
     layout = CgroupLayout.detect()
     parent = _test_parent()
     try:
-        assert setup_main(["--driver", "cgroupfs", "--parent", parent]) == 0
+        assert setup_cgroup.main(["--driver", "cgroupfs", "--parent", parent]) == 0
         out = capsys.readouterr().out
         cpu_dir = os.path.join(layout.mount("cpu") or layout.root, parent.lstrip("/"))
         if (
@@ -71,11 +71,30 @@ def test_setup_main_on_the_real_host(capsys: pytest.CaptureFixture[str]) -> None
                 assert f.read().strip() == "1"
             assert "cpu.idle=1, set now" in out
         # idempotent, and the second run writes nothing
-        assert setup_main(["--driver", "cgroupfs", "--parent", parent]) == 0
+        assert setup_cgroup.main(["--driver", "cgroupfs", "--parent", parent]) == 0
         assert "already set" in capsys.readouterr().out
     finally:
         remove_idle_parent(layout, parent)
     assert not os.path.exists(cpu_dir)
+
+
+@needs_root
+@pytest.mark.docker
+def test_setup_cgroup_asks_docker_for_the_driver(
+    docker_engine: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    driver = docker_engine.client.info()["CgroupDriver"]
+    if driver != "cgroupfs":
+        pytest.skip(f"engine uses the {driver} cgroup driver; this test creates a cgroupfs parent")
+    # A guess would say systemd: the cgroupfs in the output can only have come from Docker.
+    monkeypatch.setattr(setup_cgroup, "guess_driver", lambda layout: "systemd")
+    layout = CgroupLayout.detect()
+    parent = _test_parent()
+    try:
+        assert setup_cgroup.main(["--docker-url", docker_engine.url, "--parent", parent]) == 0
+        assert "cgroupfs driver" in capsys.readouterr().out
+    finally:
+        remove_idle_parent(layout, parent)
 
 
 @needs_root

@@ -21,7 +21,7 @@ from dbus_next.message import Message
 from planctond.constants import BUS_NAME, INTERFACE, OBJECT_PATH
 from planctond.control import dbus_errors
 from planctond.control.authz import Authorizer
-from planctond.control.dbus_compat import harden
+from planctond.control.dbus_private import harden
 from planctond.control.dbus_service import BusNameError, DBusService, serve
 from planctond.supervisor.api import PilotInfo
 from planctond.supervisor.events import Event, EventKind
@@ -374,6 +374,79 @@ def test_pilot_signals_and_running_pilots(bus: PrivateBus) -> None:
     run(scenario())
 
 
+def test_properties_cost_one_count_per_event_burst(bus: PrivateBus) -> None:
+    """status() and pilots() cost the real supervisor Docker and cgroup reads: they are read once,
+    for the seed. After that a burst of events costs one counts(), from memory."""
+
+    async def recounted(ctrl: FakeController, n: int) -> None:
+        for _ in range(200):
+            if ctrl.reads["counts"] >= n:
+                return
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, _svc, client):
+            assert ctrl.reads == {"status": 1, "counts": 1}
+            for i in range(10):  # one tick starts ten pilots
+                name = f"plancton-default-{i}"
+                ctrl.pilot_list.append(
+                    PilotInfo(f"{i:064x}", name, "default", "running", 0.0, 0.0, "busybox")
+                )
+                ctrl.events.emit(Event(EventKind.PILOT_STARTED, "up", pilot=name, pool="default"))
+            changed = await client.wait_signal("PropertiesChanged")
+            assert unwrap(changed.body[1]) == {"RunningPilots": 11}
+            assert ctrl.reads == {"status": 1, "counts": 2}
+
+            for i in range(5):  # a burst that leaves the count as it was: no PropertiesChanged
+                ctrl.events.emit(
+                    Event(
+                        EventKind.PILOT_THAWED,
+                        "gone",
+                        pilot=f"plancton-default-{i}",
+                        pool="default",
+                    )
+                )
+            await recounted(ctrl, 3)
+            assert ctrl.reads == {"status": 1, "counts": 3}
+            assert await client.ok("Drain") == []
+            await client.wait_signal("StateChanged")  # sent after everything the burst sent
+            changed_after = [m for m in client.signals if m.member == "PropertiesChanged"]
+            assert [unwrap(m.body[1]) for m in changed_after] == [{"State": "draining"}]
+            await recounted(ctrl, 4)  # the state change is a burst of its own
+            assert ctrl.reads["status"] == 1 and ctrl.reads["pilots"] == 0
+            (running,) = await client.ok(
+                "Get", "ss", [INTERFACE, "RunningPilots"], "org.freedesktop.DBus.Properties"
+            )
+            assert unwrap(running) == 11
+
+    run(scenario())
+
+
+def test_state_change_while_taking_the_name_is_not_lost(bus: PrivateBus) -> None:
+    """State is read once and then follows events: one sent while serve() waits for the bus
+    must still reach the property."""
+
+    async def scenario() -> None:
+        ctrl = FakeController()
+        server = await MessageBus(bus_address=bus.address).connect()
+        serving = asyncio.ensure_future(serve(ctrl, server))
+        await asyncio.sleep(0)  # serve() now waits for the RequestName reply
+        assert not serving.done()
+        await ctrl.drain()
+        service = await serving
+        client = await Client.connect(bus.address)
+        (state,) = await client.ok(
+            "Get", "ss", [INTERFACE, "State"], "org.freedesktop.DBus.Properties"
+        )
+        assert unwrap(state) == "draining"
+        assert ctrl.reads["status"] == 1
+        await service.close()
+        client.bus.disconnect()
+        server.disconnect()
+
+    run(scenario())
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -442,7 +515,7 @@ def _variant(sig: str, value: Any) -> Any:
 
 def test_many_concurrent_calls_and_vanishing_callers(bus: PrivateBus) -> None:
     """Anyone may call Status: a burst from several callers must not knock the service off the
-    bus (dbus-next 0.2.3 drops a connection whose socket buffer fills; see dbus_compat)."""
+    bus (dbus-next 0.2.3 drops a connection whose socket buffer fills; see dbus_private)."""
 
     async def flood(n: int) -> list[Message | None]:
         c = await Client.connect(bus.address)

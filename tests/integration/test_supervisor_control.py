@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from planctond.cli.application import Application
 from planctond.config.loader import load_config_text
 from planctond.policy.model import RunState
-from planctond.supervisor.loop import Supervisor
+from planctond.supervisor.supervisor import Supervisor
 from tests.integration.test_daemon_pilots import pool_config
 from tests.support.docker_engine import DockerEngine
 
@@ -31,7 +32,15 @@ async def until(pred: Callable[[], bool], timeout: float, what: str) -> None:
 def make(state: Path, url: str, command: str = '["sleep", "3"]') -> Supervisor:
     text = pool_config(command=command, max_pilots="2") + f"state_dir: {state}\n"
     cfg = load_config_text(text, "test.yaml")
-    return Supervisor(cfg, config_path=None, docker_url=url)
+    app = Application(
+        cfg,
+        config_path=None,
+        docker_url=url,
+        state_dir_override=None,
+        leave_pilots=False,
+        dbus=False,
+    )
+    return app.supervisor
 
 
 def live(sup: Supervisor) -> int:

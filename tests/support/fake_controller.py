@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 from planctond.policy.model import RunState
-from planctond.supervisor.api import ControlError, PilotInfo, PoolStatus, StatusReport
+from planctond.supervisor.api import (
+    ControlError,
+    PilotCounts,
+    PilotInfo,
+    PoolStatus,
+    StatusReport,
+)
 from planctond.supervisor.events import Event, EventBus, EventKind
 
 
@@ -15,7 +22,8 @@ class FakeController:
     def __init__(self) -> None:
         self.events = EventBus()
         self.state = RunState.ACTIVE
-        self.calls: list[str] = []
+        self.calls: list[str] = []  # state-changing requests, in order
+        self.reads: Counter[str] = Counter()  # status / pilots / counts calls, to price a refresh
         self.reload_error: str | None = None
         self.crash: Exception | None = None  # raised by every method, to test the boundary
         self.hang: asyncio.Event | None = None  # state changes wait for it, to test shutdown
@@ -64,17 +72,21 @@ class FakeController:
         if self.reload_error:
             raise ControlError(self.reload_error)
 
+    def _phases(self) -> PilotCounts:
+        by_phase = Counter(p.phase for p in self.pilot_list)
+        return PilotCounts(by_phase["running"], by_phase["frozen"], by_phase["stopping"])
+
     def status(self) -> StatusReport:
+        self.reads["status"] += 1
         self._maybe_crash()
-        running = sum(1 for p in self.pilot_list if p.phase == "running")
-        frozen = sum(1 for p in self.pilot_list if p.phase == "frozen")
+        phases = self._phases()
         return StatusReport(
             state=self.state,
             docker_ok=True,
             docker_error="",
             pools=(
-                PoolStatus("default", running, 0, 2, None, ""),
-                PoolStatus("wq", 0, frozen, 1, time.time() + 60, "backing off"),
+                PoolStatus("default", phases.running, 0, 2, None, ""),
+                PoolStatus("wq", 0, phases.frozen, 1, time.time() + 60, "backing off"),
             ),
             pilots=len(self.pilot_list),
             capacity_cpus=0.5,
@@ -89,5 +101,11 @@ class FakeController:
         )
 
     def pilots(self) -> list[PilotInfo]:
+        self.reads["pilots"] += 1
         self._maybe_crash()
         return list(self.pilot_list)
+
+    def counts(self) -> PilotCounts:
+        self.reads["counts"] += 1
+        self._maybe_crash()
+        return self._phases()

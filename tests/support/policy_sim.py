@@ -5,9 +5,10 @@ more pilots than allowed, no flapping, the give-way ladder's timing) are about *
 decisions whose inputs depend on earlier outputs. The simulator closes that loop the way the
 supervisor does: it turns its pilot table into `PilotView`s, calls `decide`, applies the
 `Decision` (starts appear, stops exit after a delay within `stop_grace`, freeze/thaw flip a flag, a
-freeze optionally only after `pause_delay` as Docker's pause does),
-feeds every exit into the pool's back-off, decides again at once after an exit (the supervisor's
-event-driven replacement) and advances a fake monotonic and wall clock by `tick`.
+freeze optionally only after `pause_delay` as Docker's pause does), feeds every exit into the
+policy's memory (`policy.memory.after_pilot_end`, as the supervisor does), decides again at once
+after an exit (the supervisor's event-driven replacement) and advances a fake monotonic and wall
+clock by `tick`.
 
 The owner is a trace: a function of seconds since the start to (owner CPUs, owner memory bytes).
 The owner always gets the CPU first (the pilots sit in an idle cgroup): pilots only get what the
@@ -20,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from planctond.config.model import Config, OwnerConfig, PoolConfig
-from planctond.policy.backoff import Backoff, after_exit
 from planctond.policy.decide import PolicyInput, PoolVerdict, decide
+from planctond.policy.memory import after_pilot_end
 from planctond.policy.model import (
     Decision,
     HostSnapshot,
@@ -401,16 +402,14 @@ class HostSim:
             )
             cfg = self.config.pool(p.pool)
             if cfg is not None:
-                current = self.state.backoff.get(p.pool, Backoff())
-                bo = after_exit(
-                    current,
+                self.state, _ = after_pilot_end(
+                    self.state,
                     cfg,
                     self.now,
                     exit_code=p.exit_code,
                     lifetime=lifetime,
                     stopped_by_us=p.stopped_by_us,
                 )
-                self.state = self.state.with_backoff(p.pool, bo)
         return bool(ended)
 
     def advance(self, seconds: float) -> None:

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from planctond import constants as C
+from planctond.cli import setup_cgroup
 from planctond.engine import cgroup_parent
 from planctond.engine.cgroup_parent import (
     CgroupSetupError,
     ensure_idle_parent,
+    guess_driver,
+    parent_for,
     remove_idle_parent,
-    setup_main,
 )
 from planctond.sensors.cgroups import (
     CgroupError,
@@ -529,16 +532,56 @@ def test_idle_parent_unknown_driver(kernel_v2: FakeKernel) -> None:
         ensure_idle_parent(CgroupLayout.detect(str(kernel_v2.root)), "/p", "cgmanager")
 
 
-def test_setup_main(kernel_v1: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("driver", "configured", "parent"),
+    [
+        ("cgroupfs", None, C.CGROUP_PARENT_CGROUPFS),
+        ("systemd", None, C.CGROUP_PARENT_SYSTEMD),
+        ("systemd", "pilots.slice", "pilots.slice"),
+        ("cgroupfs", "/batch/pilots", "/batch/pilots"),
+    ],
+)
+def test_parent_for(driver: str, configured: str | None, parent: str) -> None:
+    assert parent_for(driver, configured) == parent
+
+
+@pytest.mark.parametrize(
+    ("version", "booted_systemd", "driver"),
+    [(1, True, "cgroupfs"), (2, True, "systemd"), (2, False, "cgroupfs")],
+)
+def test_guess_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int, booted_systemd: bool, driver: str
+) -> None:
+    layout = CgroupLayout.detect(str(FakeKernel(tmp_path / "cg", version).root))
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(
+        os.path,
+        "isdir",
+        lambda p: booted_systemd if p == "/run/systemd/system" else real_isdir(p),
+    )
+    assert guess_driver(layout) == driver
+
+
+def test_setup_cgroup(kernel_v1: FakeKernel, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--cgroup-root", str(kernel_v1.root), "--driver", "cgroupfs"]
-    assert setup_main(argv) == 0
+    assert setup_cgroup.main(argv) == 0
     assert (kernel_v1.root / "cpu" / "planctond" / "cpu.idle").read_text() == "1"  # default name
     assert "cpu.idle=1" in capsys.readouterr().out
-    assert setup_main([*argv, "--parent", "/other"]) == 0
+    assert setup_cgroup.main([*argv, "--parent", "/other"]) == 0
     assert (kernel_v1.root / "memory" / "other").is_dir()
 
 
-def test_setup_main_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert setup_main(["--cgroup-root", str(tmp_path / "none"), "--driver", "cgroupfs"]) == 1
+def test_setup_cgroup_guesses_without_docker(
+    kernel_v1: FakeKernel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At boot the setup may run before Docker: the driver is guessed, not waited for."""
+    argv = ["--cgroup-root", str(kernel_v1.root), "--docker-url", f"unix://{tmp_path}/no.sock"]
+    assert setup_cgroup.main(argv) == 0
+    assert "(cgroup v1, cgroupfs driver)" in capsys.readouterr().out
+    assert (kernel_v1.root / "cpu" / "planctond" / "cpu.idle").read_text() == "1"
+
+
+def test_setup_cgroup_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert setup_cgroup.main(["--cgroup-root", str(tmp_path / "none"), "--driver", "cgroupfs"]) == 1
     assert "cannot read the cgroup root" in capsys.readouterr().err
-    assert setup_main(["--driver", "bogus"]) == 2
+    assert setup_cgroup.main(["--driver", "bogus"]) == 2

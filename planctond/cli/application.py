@@ -1,0 +1,175 @@
+"""The composition root: the one place that builds the daemon's parts and wires them together.
+
+Everything with a lifetime of its own (the Docker engine client and its thread pool, the run-state
+store, the host probe, the D-Bus service, logind, systemd's notify socket) is made here and handed
+to the supervisor, which builds nothing it talks to. To add a part (an exporter, a sensor), build
+it here and connect it to the supervisor's hooks or its event bus (tuned's `application.py` plays
+the same role).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from planctond import __version__
+from planctond import constants as C
+from planctond.config.loader import load_config
+from planctond.config.model import Config
+from planctond.control.journal import log_event
+from planctond.control.notify import SystemdNotifier
+from planctond.engine.docker_engine import DockerEngine
+from planctond.supervisor.api import ControlError
+from planctond.supervisor.host_probe import CgroupHostProbe
+from planctond.supervisor.ports import SystemClock
+from planctond.supervisor.runner import ThreadRunner
+from planctond.supervisor.state_store import StateStore
+from planctond.supervisor.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from planctond.control.dbus_service import DBusService
+    from planctond.sensors.logind import LogindIdleSource
+
+log = logging.getLogger("planctond")
+
+
+class Application:
+    """The daemon for one run: built by `__init__`, served by `serve()`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None,
+        docker_url: str | None,
+        state_dir_override: str | None,
+        leave_pilots: bool,
+        dbus: bool,
+    ) -> None:
+        self._leave_pilots = leave_pilots
+        self._dbus = dbus
+        self._state_dir_override = state_dir_override
+        store = StateStore(config.state_dir)  # StateStoreError: the caller reports it
+        self.instance = store.instance_id()
+        self.engine = DockerEngine(
+            docker_url or config.docker.url, self.instance, timeout=C.DOCKER_TIMEOUT
+        )
+        self.runner = ThreadRunner()
+        self.notifier = SystemdNotifier()
+        self.supervisor = Supervisor(
+            config,
+            config_path=config_path,
+            loader=self._load,
+            engine=self.engine,
+            store=store,
+            instance=self.instance,
+            host=CgroupHostProbe(),
+            runner=self.runner,
+            clock=SystemClock(),
+        )
+        self.supervisor.events.subscribe(log_event)
+
+    def _load(self, path: str | None) -> Config:
+        """Reloads read the same file; --state-dir keeps overriding what it says."""
+        cfg = load_config(path, missing_ok=True)
+        return replace(cfg, state_dir=self._state_dir_override) if self._state_dir_override else cfg
+
+    async def serve(self) -> int:
+        sup, notifier = self.supervisor, self.notifier
+        self._handle_signals()
+        self._feed_watchdog()
+        sup.on_tick(lambda report: notifier.status(report.summary()))
+        bus_service = await self._start_dbus() if self._dbus else None
+        idle = await self._start_logind(bus_service)
+        log.info(
+            "planctond %s started (pid %d, instance %s, config %s, state %s, %s)",
+            __version__,
+            os.getpid(),
+            self.instance,
+            sup.config.source or "built-in defaults",
+            sup.run_state.value,
+            "D-Bus on" if bus_service else "no D-Bus",
+        )
+        notifier.ready(sup.status().summary())
+        try:
+            await sup.run()
+        finally:
+            if idle is not None:
+                await idle.stop()
+            if bus_service is not None:
+                await bus_service.close()
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        """Release the engine's connection and threads (after the supervisor's run)."""
+        self.engine.reset()
+        self.runner.close()
+
+    def _handle_signals(self) -> None:
+        sup, notifier = self.supervisor, self.notifier
+        loop = asyncio.get_running_loop()
+
+        def on_term(signame: str) -> None:
+            log.info("%s received; shutting down", signame)
+            notifier.stopping()
+            sup.request_shutdown(stop_pilots=False if self._leave_pilots else None)
+
+        async def reload() -> None:
+            notifier.reloading()
+            try:
+                await sup.reload()
+            except ControlError:
+                pass  # already logged as config-rejected; the last good config stays
+            finally:
+                notifier.ready(sup.status().summary())
+
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+            loop.add_signal_handler(sig, on_term, name)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+
+    def _feed_watchdog(self) -> None:
+        """Ping at a quarter of the watchdog interval, from the supervisor's own loop: a hung
+        loop stops the pings and systemd restarts the daemon."""
+        notifier = self.notifier
+        interval = notifier.watchdog_interval()
+        if interval is None:
+            return
+        last_ping = [0.0]
+
+        def heartbeat() -> None:
+            now = time.monotonic()
+            if now - last_ping[0] >= interval / 4:
+                last_ping[0] = now
+                notifier.watchdog()
+
+        self.supervisor.on_heartbeat(heartbeat)
+
+    async def _start_dbus(self) -> DBusService | None:
+        """Serve the API on the system bus. Under systemd (BusName=) a failure is fatal: the unit
+        would never become ready. By hand without a system bus, run on without it."""
+        from planctond.control.dbus_service import connect_system_bus, serve
+
+        try:
+            bus = await connect_system_bus()
+            return await serve(self.supervisor, bus)
+        except Exception as exc:
+            if os.environ.get("NOTIFY_SOCKET"):
+                raise
+            log.warning("D-Bus API not available (%s); running without it", exc)
+            return None
+
+    async def _start_logind(self, bus_service: DBusService | None) -> LogindIdleSource | None:
+        """owner_idle is a host variable like any other: read it whether or not the API is
+        served (over the API's connection when there is one)."""
+        from planctond.sensors.logind import start_owner_idle
+
+        idle = await start_owner_idle(bus_service.bus if bus_service is not None else None)
+        if idle is not None:
+            self.supervisor.add_variable_source(idle.variables)
+        return idle

@@ -1,0 +1,131 @@
+"""Config reloads: on request (SIGHUP, D-Bus Reload) and when the file changes on disk.
+
+A reload that fails keeps the config in force and says why (`config-rejected`); one that
+succeeds says what it changes for running pilots (`config-loaded`): a changed spec lets running
+pilots finish their work, changed limits are applied to them in place, a removed pool's pilots
+are stopped by the next decision.
+
+Writes to the context: `config`, `stop_pilots_on_exit`, `last_error`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from planctond.config.errors import ConfigError
+from planctond.config.model import Config, PoolConfig
+from planctond.engine.spec import resource_limits
+from planctond.supervisor.api import ControlError
+from planctond.supervisor.context import Context
+from planctond.supervisor.events import EventKind
+from planctond.supervisor.ports import Runner
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[str | None], Config]
+
+
+def file_digest(path: str | None) -> str:
+    """What the config file holds, to notice a change: "" without a file, "absent" when gone."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return "absent"
+
+
+def describe_changes(old: Config, new: Config) -> list[str]:
+    """What a reload from `old` to `new` means for the pilots, in words for the admin."""
+    changes: list[str] = []
+    for pool in new.pools:
+        before = old.pool(pool.name)
+        if before is None:
+            changes.append(f"pool {pool.name} added")
+            continue
+        fields = sorted(k for k, v in pool.spec_fields().items() if before.spec_fields()[k] != v)
+        if fields:
+            changes.append(
+                f"pool {pool.name}: {', '.join(fields)} changed; running pilots finish their work, new pilots use the new spec"
+            )
+        if resource_limits(pool) != resource_limits(before):
+            changes.append(
+                f"pool {pool.name}: cpus/memory/swap changed; applied to running pilots in place"
+            )
+    for pool in old.pools:
+        if new.pool(pool.name) is None:
+            changes.append(f"pool {pool.name} removed; its pilots are stopped")
+    if old.state_dir != new.state_dir:
+        changes.append("state_dir changed; takes effect at the next restart")
+    if old.docker.url != new.docker.url or old.docker.cgroup_parent != new.docker.cgroup_parent:
+        changes.append("docker.url/cgroup_parent changed; takes effect at the next restart")
+    return changes
+
+
+class ConfigWatch:
+    def __init__(
+        self,
+        ctx: Context,
+        loader: Loader,
+        runner: Runner,
+        update_resources: Callable[[PoolConfig], Awaitable[None]],
+    ) -> None:
+        self._ctx = ctx
+        self._loader = loader
+        self._runner = runner
+        self._update_resources = update_resources
+        self._digest = file_digest(ctx.config_path)
+
+    async def run(self) -> None:
+        """Root task: reload when the file's content changes (checked every `config_check`)."""
+        ctx = self._ctx
+        while not ctx.shutdown.is_set():
+            await ctx.sleep(ctx.config.config_check)
+            if ctx.shutdown.is_set():
+                return
+            digest = await self._runner.call(file_digest, ctx.config_path)
+            if digest != self._digest:
+                self._digest = digest
+                log.info("%s changed; reloading", ctx.config_path)
+                # A bad file was said as config-rejected; the last good config stays.
+                with contextlib.suppress(ControlError):
+                    await self.reload()
+
+    async def reload(self) -> None:
+        """Raises ControlError (the last good config stays) when the new one is invalid."""
+        ctx = self._ctx
+        try:
+            new = await self._runner.call(self._loader, ctx.config_path)
+        except ConfigError as exc:
+            ctx.last_error = str(exc)
+            ctx.emit(
+                EventKind.CONFIG_REJECTED,
+                f"config rejected, keeping the last good one: {exc}",
+                reason=str(exc),
+            )
+            raise ControlError(str(exc)) from exc
+        self._digest = file_digest(ctx.config_path)
+        await self._apply(new)
+
+    async def _apply(self, new: Config) -> None:
+        ctx = self._ctx
+        old, ctx.config = ctx.config, new
+        if not ctx.shutdown.is_set():
+            ctx.stop_pilots_on_exit = new.docker.stop_pilots_on_exit
+        for w in new.warnings:
+            log.warning("%s", w)
+        for pool in new.pools:
+            before = old.pool(pool.name)
+            if before is not None and resource_limits(pool) != resource_limits(before):
+                await self._update_resources(pool)
+        changes = describe_changes(old, new)
+        summary = "; ".join(changes) if changes else "no change to pools"
+        ctx.last_error = ""
+        ctx.emit(
+            EventKind.CONFIG_LOADED, f"config loaded from {new.source or '(defaults)'}: {summary}"
+        )
+        ctx.kick()

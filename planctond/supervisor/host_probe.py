@@ -1,0 +1,67 @@
+"""The real host: the pilots' cgroups as the engine lays them out, their idle parent, and one
+`HostSensor` reading per tick. Rebuilt when the engine's cgroup driver changes (a Docker restart
+with another driver), since that moves the pilots' cgroups."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from planctond.engine.cgroup_parent import CgroupSetupError, ensure_idle_parent
+from planctond.engine.port import EngineInfo
+from planctond.policy.model import HostSnapshot
+from planctond.sensors.cgroups import CgroupError, CgroupLayout, PilotCgroups
+from planctond.sensors.host import HostSensor
+
+log = logging.getLogger(__name__)
+
+
+class CgroupHostProbe:
+    def __init__(self, cgroup_root: str = "/sys/fs/cgroup") -> None:
+        self._cgroup_root = cgroup_root
+        self._cgroups: PilotCgroups | None = None
+        self._sensor: HostSensor | None = None
+
+    def attach(self, info: EngineInfo, parent: str) -> str:
+        problem = ""
+        try:
+            layout = CgroupLayout.detect(self._cgroup_root)
+            self._cgroups = PilotCgroups(layout, parent, info.cgroup_driver)
+            problem = self._setup_idle_parent(layout, parent, info.cgroup_driver)
+        except CgroupError as exc:  # no cgroup fs (odd container): pilots' CPU unknown
+            log.warning(
+                "cannot read cgroups under %s: %s; pilots' CPU counts as the owner's",
+                self._cgroup_root,
+                exc,
+            )
+            self._cgroups = None
+        self._sensor = HostSensor(self._cgroups, info.docker_root)
+        log.info(
+            "Docker %s (API %s), cgroup v%d with the %s driver; pilots go under %s",
+            info.server_version,
+            info.api_version,
+            info.cgroup_version,
+            info.cgroup_driver,
+            parent,
+        )
+        return problem
+
+    @staticmethod
+    def _setup_idle_parent(layout: CgroupLayout, parent: str, driver: str) -> str:
+        """Root (by hand, tests) sets the idle parent itself; as `plancton` under systemd the
+        unit's `ExecStartPre=+planctond --setup-cgroup` has done it and we only check."""
+        try:
+            log.info("%s", ensure_idle_parent(layout, parent, driver).describe())
+        except CgroupSetupError as exc:
+            log.warning(
+                "pilots are not in an idle cgroup, the owner is protected by the policy only: %s",
+                exc,
+            )
+            return str(exc)
+        return ""
+
+    def sample(self, extra: Mapping[str, float | bool]) -> HostSnapshot | None:
+        return None if self._sensor is None else self._sensor.sample(extra)
+
+    def pilot_cpu_seconds(self, cid: str) -> float | None:
+        return None if self._cgroups is None else self._cgroups.container_cpu_seconds(cid)
