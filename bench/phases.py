@@ -37,6 +37,7 @@ from bench.procstat import CpuSample, cpu_seconds, percent_of_core, status_kib
 from bench.proxy import CountingProxy
 from planctond.config.loader import load_config
 from planctond.engine.spec import build_spec
+from planctond.supervisor.runner import THREADS
 
 SLEEP_FOREVER = ["sleep", "3600"]
 # A pilot's own start (runc init, docker-init) runs inside its CPU quota: at 0.01 CPU a start takes
@@ -47,8 +48,8 @@ REPLACE_CPUS = 0.25  # x 4 pilots
 # daemon's 20 s Docker timeout on this VM (and each timeout put the pool in back-off).
 IDLE_PER_TICK = 20
 SPAWN_CPUS = 0.06  # x 30 pilots
-# The daemon's docker-py thread pool (planctond/supervisor/loop.py, ThreadPoolExecutor(16)).
-DAEMON_POOL_WIDTH = 16
+# The daemon's docker-py thread pool, for a raw baseline at the same concurrency.
+DAEMON_POOL_WIDTH = THREADS
 
 
 def log(msg: str) -> None:

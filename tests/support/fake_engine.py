@@ -335,6 +335,8 @@ class FakeHost:
 
     ncpus: int = 4
     owner_cpu: float = 0.0
+    # What the pilots' parent cgroup reads: nothing, unless the test says how they burn.
+    pilots_load: Callable[[], float] = lambda: 0.0
     mem_total: int = 16 * 2**30
     mem_available: int = 12 * 2**30
     variables: dict[str, float | bool] = field(default_factory=dict)
@@ -354,8 +356,8 @@ class FakeHost:
             monotonic=now,
             wall=EPOCH + now,
             ncpus=self.ncpus,
-            host_cpu=self.owner_cpu,
-            pilots_cpu=0.0,
+            host_cpu=self.owner_cpu + self.pilots_load(),
+            pilots_cpu=self.pilots_load(),
             mem_total=self.mem_total,
             mem_available=self.mem_available,
             variables={**self.variables, **dict(extra)},

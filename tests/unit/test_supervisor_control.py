@@ -152,3 +152,28 @@ async def test_stop_pilots_on_exit_follows_reloads(tmp_path: Path) -> None:
     await rig.s.reload()
     await rig.shutdown()
     assert len(rig.running()) == 3
+
+
+PLANCTON_06 = """
+main_sleep: 1
+updateconfig: 60
+grace_kill: 120
+grace_spawn: 60
+cpus_per_dock: 0.5
+max_docks: 2
+docks_per_loop: 4
+max_ttl: 43200
+docker_image: busybox
+docker_cmd: /bin/sleep 600
+max_dock_mem: 100000000
+max_dock_swap: 0
+"""
+
+
+@virtual
+async def test_a_plancton_06_config_runs(tmp_path: Path) -> None:
+    rig = await Rig.start(tmp_path, PLANCTON_06)
+    await rig.until(lambda: len(rig.running()) == 2, 5, "max_docks pilots")
+    assert {c.cpu_quota for c in rig.running()} == {0.5}
+    assert {c.image for c in rig.running()} == {"busybox:latest"}
+    await rig.shutdown()

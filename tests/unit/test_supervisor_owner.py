@@ -150,3 +150,18 @@ async def test_owner_memory_shortage_stops_one_pilot_per_grace(tmp_path: Path) -
     assert {e.reason for e in rig.kinds(EventKind.PILOT_FROZEN)} == {"owner-memory"}
     assert len(rig.kinds(EventKind.PILOT_FROZEN)) == 1
     await rig.shutdown()
+
+
+@virtual
+async def test_single_pilot_burning_its_cpu_is_not_flapped(tmp_path: Path) -> None:
+    """Plancton 0.6 counted the pilot's own load as the owner's and killed it, over and over."""
+    rig = Rig(tmp_path, CONFIG.replace('max_pilots: "3"', 'max_pilots: "1"'))
+    rig.host.ncpus = 2
+    rig.host.pilots_load = lambda: sum(c.cpu_quota or 0.0 for c in rig.running())
+    rig.new_supervisor()
+    rig.run()
+    await rig.until(lambda: len(rig.running()) == 1, 2, "1 pilot")
+    await rig.idle(600)
+    assert len(rig.kinds(EventKind.PILOT_STARTED)) == 1
+    assert not rig.engine.ops("pause") and not rig.engine.ops("signal"), rig.say()
+    await rig.shutdown()
