@@ -21,6 +21,9 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.docker]
 
 
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "configs"
+
+
 def pool_config(
     *,
     command: str = '["sleep", "600"]',
@@ -202,22 +205,7 @@ def test_restarted_daemon_adopts_its_pilots(
 def test_plancton_06_config_runs(
     daemon_factory: DaemonFactory, docker_client: Any, busybox_image: str
 ) -> None:
-    legacy = """
-main_sleep: 1
-updateconfig: 60
-grace_kill: 120
-grace_spawn: 60
-cpus_per_dock: 0.1
-max_docks: 1
-docks_per_loop: 4
-max_ttl: 43200
-docker_image: busybox
-docker_cmd: /bin/sleep 600
-max_dock_mem: 100000000
-max_dock_swap: 0
-user_group: "0:0"
-capabilities: ["-NET_RAW"]
-"""
+    legacy = (FIXTURES / "plancton-0.6-minimal.yaml").read_text()
     d = daemon_factory(legacy)
     wait_for(lambda: len(pilots(docker_client, d.instance_id)) == 1, 30, message=d.tail)
     c = pilots(docker_client, d.instance_id)[0]

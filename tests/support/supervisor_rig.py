@@ -146,6 +146,10 @@ class Rig:
             await asyncio.sleep(0.05)
         return loop.time() - t0
 
+    async def filled(self, n: int = 3) -> None:
+        """Wait for the pool to fill (3 pilots under CONFIG on the fake 4-CPU host)."""
+        await self.until(lambda: len(self.running()) == n, 2, f"{n} pilots")
+
     async def idle(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 

@@ -23,7 +23,7 @@ SHORT = CONFIG.replace('command: ["sleep", "600"]', 'command: ["sleep", "3"]')
 async def test_drain_resume_stop_start_and_restart(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path, SHORT)
     rig.engine.behaviour = lambda spec: Behaviour(runs_for=30)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     await rig.s.drain()
     assert rig.s.status().state is RunState.DRAINING
     assert rig.s.status().summary().startswith("draining")
@@ -67,7 +67,7 @@ async def test_start_forgets_backoff_and_grace_spawn(tmp_path: Path) -> None:
 @virtual
 async def test_status_and_counts_come_from_memory(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     await rig.idle(11)
     rig.engine.log.clear()
     status = rig.s.status()
@@ -86,7 +86,7 @@ async def test_status_and_counts_come_from_memory(tmp_path: Path) -> None:
 @virtual
 async def test_config_change_on_disk_is_picked_up(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.config_path.write_text(CONFIG.replace('max_pilots: "3"', 'max_pilots: "1"'))
     await rig.until(lambda: rig.kinds(EventKind.CONFIG_LOADED), 10, "reload within config_check")
     # Two pilots too many: stopped after grace_kill, the youngest first.
@@ -98,7 +98,7 @@ async def test_config_change_on_disk_is_picked_up(tmp_path: Path) -> None:
 @virtual
 async def test_bad_reload_keeps_the_last_good_config(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.config_path.write_text("pools:\n  default:\n    cpus: lots\n")
     await rig.until(lambda: rig.kinds(EventKind.CONFIG_REJECTED), 10, "rejected")
     with pytest.raises(ControlError, match="cpus"):
@@ -116,7 +116,7 @@ async def test_bad_reload_keeps_the_last_good_config(tmp_path: Path) -> None:
 @virtual
 async def test_reload_applies_limits_in_place_and_new_spec_to_new_pilots(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.config_path.write_text(
         CONFIG.replace("cpus: 1\n", "cpus: 0.5\n").replace('"sleep", "600"', '"sleep", "700"')
     )
@@ -132,7 +132,7 @@ async def test_reload_applies_limits_in_place_and_new_spec_to_new_pilots(tmp_pat
 @virtual
 async def test_removed_pool_pilots_are_stopped(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.config_path.write_text(CONFIG.replace("  default:", "  other:"))
     await rig.s.reload()
     await rig.until(
@@ -147,33 +147,22 @@ async def test_removed_pool_pilots_are_stopped(tmp_path: Path) -> None:
 @virtual
 async def test_stop_pilots_on_exit_follows_reloads(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.config_path.write_text(CONFIG + "docker:\n  stop_pilots_on_exit: false\n")
     await rig.s.reload()
     await rig.shutdown()
     assert len(rig.running()) == 3
 
 
-PLANCTON_06 = """
-main_sleep: 1
-updateconfig: 60
-grace_kill: 120
-grace_spawn: 60
-cpus_per_dock: 0.5
-max_docks: 2
-docks_per_loop: 4
-max_ttl: 43200
-docker_image: busybox
-docker_cmd: /bin/sleep 600
-max_dock_mem: 100000000
-max_dock_swap: 0
-"""
+PLANCTON_06 = (
+    Path(__file__).parent.parent / "fixtures" / "configs" / "plancton-0.6-minimal.yaml"
+).read_text()
 
 
 @virtual
 async def test_a_plancton_06_config_runs(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path, PLANCTON_06)
-    await rig.until(lambda: len(rig.running()) == 2, 5, "max_docks pilots")
-    assert {c.cpu_quota for c in rig.running()} == {0.5}
+    await rig.until(lambda: len(rig.running()) == 1, 5, "max_docks pilots")
+    assert {c.cpu_quota for c in rig.running()} == {0.1}
     assert {c.image for c in rig.running()} == {"busybox:latest"}
     await rig.shutdown()

@@ -39,7 +39,7 @@ async def test_docker_unreachable_at_start_is_waited_out(tmp_path: Path) -> None
 @virtual
 async def test_docker_lost_while_running_keeps_pilots_and_reconciles(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.engine.go_down()
     await rig.until(lambda: rig.kinds(EventKind.DOCKER_LOST), 2, "lost")
     # While it is away one pilot ends; nobody can tell us.
@@ -60,7 +60,7 @@ async def test_docker_lost_while_running_keeps_pilots_and_reconciles(tmp_path: P
 @virtual
 async def test_a_timed_out_list_hands_the_question_to_the_connection_loop(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     infos = len(rig.engine.ops("info"))
     rig.engine.fail("list_pilots", EngineUnavailable("list pilots: read timed out"))
     await rig.until(lambda: len(rig.engine.ops("info")) > infos, 20, "a re-check with info")
@@ -88,7 +88,7 @@ async def test_early_exit_before_create_returns_is_reported_once(tmp_path: Path)
 @virtual
 async def test_duplicate_and_out_of_order_events_change_nothing(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     c = rig.running()[0]
     attrs = {**c.labels, "name": c.name, "image": c.image}
     rig.engine.hold_events = True
@@ -109,7 +109,7 @@ async def test_duplicate_and_out_of_order_events_change_nothing(tmp_path: Path) 
 @virtual
 async def test_pilot_removed_behind_our_back_is_no_failure(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     c = rig.running()[0]
     attrs = {**c.labels, "name": c.name, "image": c.image}
     del rig.engine.containers[c.id]
@@ -124,7 +124,7 @@ async def test_pilot_removed_behind_our_back_is_no_failure(tmp_path: Path) -> No
 @virtual
 async def test_start_event_of_an_unknown_pilot_adopts_it(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     await rig.idle(2)
     labels = {
         C.LABEL_MANAGED: "1",

@@ -24,7 +24,7 @@ CONFIG_MEM = CONFIG.replace("reserve_memory: 0", "reserve_memory: 512M")
 @virtual
 async def test_owner_load_freezes_then_stops_pilots_and_they_come_back(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.host.owner_cpu = BUSY
     took = await rig.until(lambda: rig.kinds(EventKind.PILOT_FROZEN), 60, "a freeze")
     assert 30 <= took <= 45, "after grace_kill (30 s), at a tick"
@@ -46,7 +46,7 @@ async def test_owner_load_freezes_then_stops_pilots_and_they_come_back(tmp_path:
 @virtual
 async def test_owner_leaving_within_freeze_thaws_pilots(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.host.owner_cpu = BUSY
     await rig.until(lambda: rig.kinds(EventKind.PILOT_FROZEN), 60, "a freeze")
     rig.host.owner_cpu = 0.0
@@ -60,7 +60,7 @@ async def test_owner_leaving_within_freeze_thaws_pilots(tmp_path: Path) -> None:
 @virtual
 async def test_brief_owner_spike_shorter_than_grace_kill_changes_nothing(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.host.owner_cpu = BUSY
     await rig.idle(20)
     rig.host.owner_cpu = 0.0
@@ -73,7 +73,7 @@ async def test_brief_owner_spike_shorter_than_grace_kill_changes_nothing(tmp_pat
 @virtual
 async def test_slow_pause_is_not_repeated_and_the_freeze_clock_holds(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.engine.latency["pause"] = 12.0  # Docker takes 12 s to answer each pause
     rig.host.owner_cpu = BUSY
     await rig.until(lambda: rig.s.counts().frozen == 2, 60, "the freeze decided")
@@ -100,7 +100,7 @@ async def test_pause_the_freezer_cannot_complete_counts_as_frozen_then_stops(
     tmp_path: Path,
 ) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.engine.fail_always["pause"] = EngineError("freeze: timed out waiting for the freezer")
     rig.host.owner_cpu = BUSY
     await rig.until(lambda: rig.kinds(EventKind.PILOT_FROZEN), 60, "frozen (starved)")
@@ -117,7 +117,7 @@ async def test_pause_the_freezer_cannot_complete_counts_as_frozen_then_stops(
 @virtual
 async def test_starved_pilot_thaws_without_an_unpause(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.engine.fail_always["pause"] = Conflict("container is not running")
     rig.host.owner_cpu = BUSY
     await rig.until(lambda: rig.kinds(EventKind.PILOT_FROZEN), 60, "frozen (starved)")
@@ -131,7 +131,7 @@ async def test_starved_pilot_thaws_without_an_unpause(tmp_path: Path) -> None:
 @virtual
 async def test_a_frozen_pilot_is_thawed_before_its_sigterm(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.host.owner_cpu = BUSY
     await rig.until(lambda: len(rig.kinds(EventKind.PILOT_STOPPED)) == 2, 90, "stops")
     for stop in rig.kinds(EventKind.PILOT_STOPPED):
@@ -144,7 +144,7 @@ async def test_a_frozen_pilot_is_thawed_before_its_sigterm(tmp_path: Path) -> No
 @virtual
 async def test_owner_memory_shortage_stops_one_pilot_per_grace(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path, CONFIG_MEM)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.host.mem_available = 100 * 2**20  # below reserve_memory
     await rig.until(lambda: rig.kinds(EventKind.PILOT_FROZEN), 60, "a freeze")
     assert {e.reason for e in rig.kinds(EventKind.PILOT_FROZEN)} == {"owner-memory"}

@@ -56,7 +56,7 @@ async def test_capacity_limits_pilots_below_max(tmp_path: Path) -> None:
 @virtual
 async def test_exited_pilot_is_replaced_within_a_second_without_a_list(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     await rig.idle(2)
     lists = len(rig.engine.ops("list_pilots"))
     rig.engine.exit(rig.running()[0].id, 0)
@@ -72,7 +72,7 @@ async def test_exited_pilot_is_replaced_within_a_second_without_a_list(tmp_path:
 @virtual
 async def test_one_list_and_no_inspect_per_tick(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.engine.log.clear()
     await rig.idle(100)  # ten ticks of 10 s
     ops = {name for name, _ in rig.engine.log}
@@ -86,7 +86,7 @@ async def test_ttl_stops_a_pilot_gracefully_and_replaces_it(tmp_path: Path) -> N
     rig = await Rig.start(
         tmp_path, CONFIG.replace("    stop_grace: 5s", "    stop_grace: 5s\n    ttl: 60s")
     )
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     first = {c.id for c in rig.running()}
     await rig.until(lambda: rig.kinds(EventKind.PILOT_STOPPED), 80, "a ttl stop")
     stopped = rig.kinds(EventKind.PILOT_STOPPED)
@@ -210,7 +210,7 @@ async def test_failing_pull_of_a_present_image_does_not_block_pilots(tmp_path: P
 @virtual
 async def test_image_removed_behind_our_back_is_checked_again(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.engine.images.clear()
     rig.engine.exit(rig.running()[0].id, 0)
     await rig.until(lambda: rig.kinds(EventKind.IMAGE), 30, "the image found missing")
@@ -222,7 +222,7 @@ async def test_image_removed_behind_our_back_is_checked_again(tmp_path: Path) ->
 @virtual
 async def test_shutdown_stops_pilots_or_leaves_them(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     await rig.shutdown()
     assert not rig.pilots()
     assert {e.reason for e in rig.kinds(EventKind.PILOT_STOPPED)} == {"shutdown"}
@@ -237,7 +237,7 @@ async def test_shutdown_stops_pilots_or_leaves_them(tmp_path: Path) -> None:
 @virtual
 async def test_shutdown_removes_a_pilot_that_survives_sigkill(tmp_path: Path) -> None:
     rig = await Rig.start(tmp_path)
-    await rig.until(lambda: len(rig.running()) == 3, 2, "3 pilots")
+    await rig.filled()
     rig.engine.behaviour = lambda spec: Behaviour(ignores_term=True)
     victim = rig.running()[0]
     victim.behaviour = Behaviour(ignores_term=True)
