@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING
 
 from planctond import __version__
 from planctond import constants as C
+from planctond.config.expr import compile_expr
 from planctond.config.loader import load_config
 from planctond.config.model import Config
 from planctond.control.journal import log_event
 from planctond.control.notify import SystemdNotifier
 from planctond.engine.docker_engine import DockerEngine
 from planctond.supervisor.api import ControlError
+from planctond.supervisor.events import Event, EventKind
 from planctond.supervisor.host_probe import CgroupHostProbe
 from planctond.supervisor.ports import SystemClock
 from planctond.supervisor.runner import ThreadRunner
@@ -73,9 +75,14 @@ class Application:
             clock=SystemClock(),
         )
         self.supervisor.events.subscribe(log_event)
+        self._bus_service: DBusService | None = None
+        self._idle: LogindIdleSource | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _load(self, path: str | None) -> Config:
-        """Reloads read the same file; --state-dir keeps overriding what it says."""
+        """Reloads read the same file; --state-dir keeps overriding what it says. A missing file
+        gives the built-in defaults, as at a first start without one; once a file was loaded, the
+        config watch refuses them (`ConfigWatch._refuse_gone_file`): the file has gone."""
         cfg = load_config(path, missing_ok=True)
         return replace(cfg, state_dir=self._state_dir_override) if self._state_dir_override else cfg
 
@@ -85,7 +92,10 @@ class Application:
         self._feed_watchdog()
         sup.on_tick(lambda report: notifier.status(report.summary()))
         bus_service = await self._start_dbus() if self._dbus else None
-        idle = await self._start_logind(bus_service)
+        self._bus_service = bus_service
+        await self._start_logind_if_used()
+        # A reload may bring the first expression that reads owner_idle.
+        sup.events.subscribe(self._on_event)
         log.info(
             "planctond %s started (pid %d, instance %s, config %s, state %s, %s)",
             __version__,
@@ -99,8 +109,8 @@ class Application:
         try:
             await sup.run()
         finally:
-            if idle is not None:
-                await idle.stop()
+            if self._idle is not None:
+                await self._idle.stop()
             if bus_service is not None:
                 await bus_service.close()
             self.close()
@@ -164,12 +174,30 @@ class Application:
             log.warning("D-Bus API not available (%s); running without it", exc)
             return None
 
-    async def _start_logind(self, bus_service: DBusService | None) -> LogindIdleSource | None:
-        """owner_idle is a host variable like any other: read it whether or not the API is
-        served (over the API's connection when there is one)."""
+    def _on_event(self, event: Event) -> None:
+        if event.kind is EventKind.CONFIG_LOADED and self._idle is None:
+            self._tasks.add(
+                task := asyncio.get_running_loop().create_task(self._start_logind_if_used())
+            )
+            task.add_done_callback(self._tasks.discard)
+
+    async def _start_logind_if_used(self) -> None:
+        """owner_idle is read from logind whether or not the API is served (over the API's
+        connection when there is one), but only while an expression reads it: a host that never
+        asks keeps no second bus connection and no poll every few seconds."""
+        if self._idle is not None or not uses_variable(self.supervisor.config, "owner_idle"):
+            return
         from planctond.sensors.logind import start_owner_idle
 
-        idle = await start_owner_idle(bus_service.bus if bus_service is not None else None)
-        if idle is not None:
-            self.supervisor.add_variable_source(idle.variables)
-        return idle
+        bus = self._bus_service.bus if self._bus_service is not None else None
+        self._idle = await start_owner_idle(bus)
+        if self._idle is not None:
+            self.supervisor.add_variable_source(self._idle.variables)
+
+
+def uses_variable(config: Config, name: str) -> bool:
+    return any(
+        name in compile_expr(source).names
+        for pool in config.pools
+        for source in (pool.max_pilots, pool.run_when)
+    )
