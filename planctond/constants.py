@@ -69,6 +69,33 @@ DEFAULT_OOM_SCORE_ADJ: Final = 1000
 DEFAULT_FAIL_WINDOW: Final = 60.0
 DEFAULT_BACKOFF_MIN: Final = 10.0
 DEFAULT_BACKOFF_MAX: Final = 1800.0
+# A pilot's log (Docker's json-file driver): rotated at this size, this many files kept, so a
+# chatty pilot cannot fill the volunteer's disk.
+DEFAULT_LOG_MAX_SIZE: Final = 10 * 1024 * 1024
+DEFAULT_LOG_MAX_FILES: Final = 3
+# Capabilities Docker grants by default that a batch pilot has no use for: raw sockets (ping
+# floods, ARP spoofing on the host's network), device nodes, writing the kernel audit log, file
+# capabilities. Applied when a pool sets no drops of its own; a capability the pool adds back
+# (`capabilities: [NET_RAW]`) is not dropped.
+DEFAULT_CAP_DROP: Final = ("NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP")
+
+# --- bounds of the public config schema ---------------------------------------------------------
+# Every number a config may hold is bounded to what makes sense on a host and what the code that
+# uses it can take (Docker's int64 fields, float arithmetic in the policy), so a value that loads
+# can never fail on a later tick.
+MIN_CPUS: Final = 0.01  # Docker refuses a NanoCPUs below 0.01 CPU
+MAX_CPUS: Final = 1024.0  # per pilot, and for the owner's reserve and margin
+MAX_SIZE: Final = 1024**5  # 1 PiB: memory, swap, reserve_memory, log size
+MAX_DURATION: Final = 10 * 365 * 86400.0  # ten years: "practically never" with room to spare
+MIN_INTERVAL: Final = 0.1  # tick and config_check: a daemon waking every ms spends the owner's CPU
+MAX_PER_TICK: Final = 1000
+MAX_PIDS_LIMIT: Final = 4 * 1024 * 1024  # the kernel's PID_MAX_LIMIT on 64-bit hosts
+MAX_LOG_FILES: Final = 100
+# A config file is read whole into memory: hand-written ones are a few KiB, anything past this is
+# not a config file (a log, an image, /dev/zero behind a symlink).
+# PyYAML's pure-Python reader takes about a second per 500 KiB on a small host: this keeps every
+# file, whatever its shape, to a fraction of a second.
+MAX_CONFIG_SIZE: Final = 256 * 1024
 
 # Exit codes Docker reports for pilots we stopped ourselves (SIGTERM / SIGKILL).
 SIGNAL_EXIT_CODES: Final = frozenset({137, 143})

@@ -1,13 +1,20 @@
 """planctonctl: a small client of org.plancton.Manager1 on the system bus.
 
 Exit codes are part of the interface (scripts rely on them) and listed in EPILOG and the man page.
+
+A reply is checked against the shape this version of the interface has (signature, every key of
+Status with its type) before anything is printed: a daemon of another version, or anything else
+that answers as org.plancton, gets a one-line "unexpected reply" and exit status 1, never a
+traceback. Its text is made safe (`safe_text`) as it arrives, so it cannot rewrite the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -18,6 +25,7 @@ from typing import Any, Final, TextIO
 
 from planctond import __version__
 from planctond.constants import ADMIN_GROUP, BUS_NAME, INTERFACE, OBJECT_PATH, UNIT_NAME
+from planctond.text import safe_text
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -44,6 +52,22 @@ READ_MEMBERS: Final = frozenset({"Status", "ListPilots", "Get"})
 DENIED_ERRORS: Final = frozenset(
     {"org.freedesktop.DBus.Error.AccessDenied", "org.plancton.Error.AccessDenied"}
 )
+# The reply shapes of org.plancton.Manager1 (dbus/org.plancton.Manager1.xml): the D-Bus type of
+# each key, or for a list of records (aa{sv}) the keys of one record.
+Shape = str | dict[str, Any]
+POOL_KEYS: Final[dict[str, Shape]] = {"name": "s", "running": "u", "frozen": "u", "allowed": "u",
+                                      "backoff_until_usec": "t", "note": "s"}  # fmt: skip
+EVENT_KEYS: Final[dict[str, Shape]] = {"time_usec": "t", "event": "s", "message": "s",
+                                       "pilot": "s", "pool": "s"}  # fmt: skip
+STATUS_KEYS: Final[dict[str, Shape]] = {
+    "state": "s", "summary": "s", "docker_ok": "b", "docker_error": "s", "pilots": "u",
+    "pools": POOL_KEYS, "capacity_cpus": "d", "owner_cpu": "d", "host_cpu": "d", "ncpus": "u",
+    "started_usec": "t", "uptime_s": "d", "last_tick_usec": "t", "version": "s",
+    "config_path": "s", "last_error": "s", "recent_events": EVENT_KEYS, "extra": "a{ss}",
+}  # fmt: skip
+PILOT_FIELDS: Final = (("name", "s"), ("id", "s"), ("pool", "s"), ("phase", "s"), ("image", "s"),
+                       ("started_usec", "t"), ("cpu", "d"))  # fmt: skip
+PILOT_STRUCT: Final = "(" + "".join(sig for _, sig in PILOT_FIELDS) + ")"
 
 EPILOG: Final = f"""\
 logs passes its arguments to journalctl -u {UNIT_NAME}, e.g. `planctonctl logs -f` or
@@ -98,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 # --- D-Bus -----------------------------------------------------------------------------------
 
 
-async def _call(member: str, interface: str = INTERFACE, signature: str = "", body: list[Any] | None = None) -> list[Any]:  # fmt: skip
+async def _call(member: str, expect: str = "", interface: str = INTERFACE, signature: str = "", body: list[Any] | None = None) -> list[Any]:  # fmt: skip
+    """The body of `member`'s reply, whose signature must be `expect`; CtlError otherwise."""
     from dbus_next.aio.message_bus import MessageBus
     from dbus_next.constants import BusType, MessageType
     from dbus_next.message import Message
@@ -108,22 +133,12 @@ async def _call(member: str, interface: str = INTERFACE, signature: str = "", bo
     except Exception as exc:
         raise CtlError(
             EXIT_NOT_RUNNING,
-            f"planctond is not reachable: cannot connect to the system bus ({exc})",
+            f"planctond is not reachable: cannot connect to the system bus ({safe_text(exc)})",
         ) from exc
+    call = Message(destination=BUS_NAME, path=OBJECT_PATH, interface=interface, member=member,
+                   signature=signature, body=body or [])  # fmt: skip
     try:
-        reply = await asyncio.wait_for(
-            bus.call(
-                Message(
-                    destination=BUS_NAME,
-                    path=OBJECT_PATH,
-                    interface=interface,
-                    member=member,
-                    signature=signature,
-                    body=body or [],
-                )
-            ),
-            CALL_TIMEOUT,
-        )
+        reply = await asyncio.wait_for(bus.call(call), CALL_TIMEOUT)
     except TimeoutError as exc:
         raise CtlError(
             EXIT_FAILED, f"{member}: no answer from planctond within {CALL_TIMEOUT:.0f} s"
@@ -133,8 +148,8 @@ async def _call(member: str, interface: str = INTERFACE, signature: str = "", bo
     if reply is None:
         raise CtlError(EXIT_FAILED, f"{member}: no reply")
     if reply.message_type is MessageType.ERROR:
-        name = reply.error_name or ""
-        text = str(reply.body[0]) if reply.body else name
+        name = safe_text(reply.error_name or "")
+        text = safe_text(reply.body[0] if reply.body else name)
         if name in NOT_RUNNING_ERRORS:
             raise CtlError(
                 EXIT_NOT_RUNNING, f"planctond is not running ({BUS_NAME} is not on the system bus)"
@@ -150,29 +165,85 @@ async def _call(member: str, interface: str = INTERFACE, signature: str = "", bo
         if name == "org.freedesktop.DBus.Error.NoReply":
             raise CtlError(EXIT_FAILED, f"{member}: planctond did not answer in time ({text})")
         raise CtlError(EXIT_FAILED, f"{member} failed: {text}")
+    if reply.signature != expect:
+        raise unexpected(f"{member} answered ({safe_text(reply.signature, 60)}), not ({expect})")
     return list(reply.body)
 
 
-def plain(value: Any) -> Any:
-    """dbus-next Variants and structs -> JSON-ready Python."""
-    if hasattr(value, "signature") and hasattr(value, "value"):
-        return plain(value.value)
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
+# --- replies -> checked plain data -----------------------------------------------------------
 
 
-def pilots_from_dbus(raw: list[Any]) -> list[dict[str, Any]]:
-    keys = ("name", "id", "pool", "phase", "image", "started_usec", "cpu")
-    return [dict(zip(keys, plain(p), strict=True)) for p in raw]
+def unexpected(what: str) -> CtlError:
+    return CtlError(EXIT_FAILED, f"unexpected reply from planctond: {what}")
+
+
+def checked(value: Any, shape: Shape, where: str) -> Any:
+    """`value` if it is what D-Bus type `shape` unmarshals to (text made safe), else CtlError."""
+    if isinstance(shape, dict):
+        if isinstance(value, list):
+            return [record(v, shape, f"{where}[{i}]") for i, v in enumerate(value)]
+        raise unexpected(f"{where} is not a list of records")
+    sig = shape
+    if sig == "s" and isinstance(value, str):
+        return safe_text(value)
+    if sig == "b" and isinstance(value, bool):
+        return value
+    if sig in ("u", "t") and type(value) is int and 0 <= value < 2**64:
+        return value
+    if sig == "d" and isinstance(value, float | int) and not isinstance(value, bool):
+        return float(value)
+    if sig == "a{ss}" and isinstance(value, dict):
+        return {checked(k, "s", where): checked(v, "s", where) for k, v in value.items()}
+    raise unexpected(f"{where} is not of type {sig}")
+
+
+def variant(raw: Any, shape: Shape, where: str) -> Any:
+    """The checked value of a variant of type `shape`."""
+    sig = "aa{sv}" if isinstance(shape, dict) else shape
+    if getattr(raw, "signature", None) != sig or not hasattr(raw, "value"):
+        raise unexpected(f"{where} is not a variant of type {sig}")
+    return checked(raw.value, shape, where)
+
+
+def record(raw: Any, keys: dict[str, Shape], where: str) -> dict[str, Any]:
+    """An a{sv} dict with every key of `keys`, each a variant of its type; others are ignored
+    (a newer daemon may add some)."""
+    if not isinstance(raw, dict):
+        raise unexpected(f"{where} is not a dictionary")
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise unexpected(f"{where} has no {safe_text(', '.join(missing))}")
+    return {k: variant(raw[k], shape, f"{where}.{k}") for k, shape in keys.items()}
+
+
+def status_from_dbus(body: list[Any]) -> dict[str, Any]:
+    return record(body[0] if body else None, STATUS_KEYS, "Status")
+
+
+def state_from_dbus(body: list[Any]) -> str:
+    state: str = variant(body[0] if body else None, "s", "State")
+    return state
+
+
+def pilots_from_dbus(body: list[Any]) -> list[dict[str, Any]]:
+    raw = body[0] if body else None
+    if not isinstance(raw, list):
+        raise unexpected(f"the pilot list is not of type a{PILOT_STRUCT}")
+    pilots = []
+    for i, p in enumerate(raw):
+        if not isinstance(p, list | tuple) or len(p) != len(PILOT_FIELDS):
+            raise unexpected(f"pilot {i} is not of type {PILOT_STRUCT}")
+        fields = zip(PILOT_FIELDS, p, strict=True)
+        pilots.append({k: checked(v, sig, f"pilot {i} {k}") for (k, sig), v in fields})
+    return pilots
 
 
 # --- formatting ------------------------------------------------------------------------------
 
 
 def age(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
     s = max(0, int(seconds))
     if s < 60:
         return f"{s}s"
@@ -184,7 +255,12 @@ def age(seconds: float) -> str:
 
 
 def clock(usec: int) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(usec / 1e6)) if usec else "-"
+    if not usec:
+        return "-"
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(usec / 1e6))
+    except (OverflowError, OSError, ValueError):  # past what the C library can express
+        return "?"
 
 
 def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -206,40 +282,39 @@ def print_pilots(pilots: list[dict[str, Any]], out: TextIO, now: float) -> None:
 
 
 def print_status(s: dict[str, Any], pilots: list[dict[str, Any]], out: TextIO, now: float) -> None:
-    ncpus = s.get("ncpus", 0) or 1
-    out.write(f"planctond {s.get('version', '?')}: {s.get('summary', s.get('state', '?'))}\n")
-    docker = "ok" if s.get("docker_ok") else f"unreachable: {s.get('docker_error', '')}"
+    """`s` as `status_from_dbus` checked it: every key is there with its type."""
+    ncpus = s["ncpus"] or 1
+    out.write(f"planctond {s['version']}: {s['summary'] or s['state']}\n")
+    docker = "ok" if s["docker_ok"] else f"unreachable: {s['docker_error']}"
     fields = [
-        ("State", s.get("state", "?")),
+        ("State", s["state"]),
         ("Docker", docker),
-        ("Uptime", age(s.get("uptime_s", 0.0))),
-        ("Owner CPU", f"{s.get('owner_cpu', 0.0):.2f} of {ncpus} CPUs ({s.get('owner_cpu', 0.0) * 100 / ncpus:.0f} %)"),
-        ("Host CPU", f"{s.get('host_cpu', 0.0):.2f}"),
-        ("Spare CPUs", f"{s.get('capacity_cpus', 0.0):.2f}"),
-        ("Config", s.get("config_path") or "built-in defaults"),
-        ("Last error", s.get("last_error") or "-"),
+        ("Uptime", age(s["uptime_s"])),
+        ("Owner CPU", f"{s['owner_cpu']:.2f} of {ncpus} CPUs ({s['owner_cpu'] * 100 / ncpus:.0f} %)"),
+        ("Host CPU", f"{s['host_cpu']:.2f}"),
+        ("Spare CPUs", f"{s['capacity_cpus']:.2f}"),
+        ("Config", s["config_path"] or "built-in defaults"),
+        ("Last error", s["last_error"] or "-"),
     ]  # fmt: skip
     for label, value in fields:
         out.write(f"  {label + ':':<12}{value}\n")
-    pools = s.get("pools", [])
-    if pools:
+    if s["pools"]:
         out.write("\n")
         rows = [("POOL", "RUNNING", "FROZEN", "ALLOWED", "NOTE")]
-        for p in pools:
-            note = p.get("note", "")
-            if p.get("backoff_until_usec"):
+        for p in s["pools"]:
+            note = p["note"]
+            if p["backoff_until_usec"]:
                 note = f"{note} (back-off until {clock(p['backoff_until_usec'])})".strip()
             rows.append((p["name"], str(p["running"]), str(p["frozen"]), str(p["allowed"]), note))
         table(rows, out)
     out.write("\n")
     print_pilots(pilots, out, now)
-    events = s.get("recent_events", [])
-    if events:
+    if s["recent_events"]:
         out.write("\nRecent events:\n")
-        for e in events[-5:]:
-            who = f" {e['pilot']}" if e.get("pilot") else ""
-            pool = f" (pool {e['pool']})" if e.get("pool") else ""
-            out.write(f"  {clock(e.get('time_usec', 0))} {e['event']}{who}{pool}: {e['message']}\n")
+        for e in s["recent_events"][-5:]:
+            who = f" {e['pilot']}" if e["pilot"] else ""
+            pool = f" (pool {e['pool']})" if e["pool"] else ""
+            out.write(f"  {clock(e['time_usec'])} {e['event']}{who}{pool}: {e['message']}\n")
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -247,28 +322,21 @@ def print_status(s: dict[str, Any], pilots: list[dict[str, Any]], out: TextIO, n
 
 async def _run(command: str, as_json: bool, out: TextIO) -> int:
     now = time.time()
-    if command == "status":
-        status = plain((await _call("Status"))[0])
-        pilots = pilots_from_dbus((await _call("ListPilots"))[0])
+    if command in ("status", "pilots"):
+        status = status_from_dbus(await _call("Status", "a{sv}")) if command == "status" else None
+        pilots = pilots_from_dbus(await _call("ListPilots", f"a{PILOT_STRUCT}"))
         if as_json:
-            json.dump({"status": status, "pilots": pilots}, out, indent=2, sort_keys=True)
+            json.dump(pilots if status is None else {"status": status, "pilots": pilots},
+                      out, indent=2, sort_keys=True)  # fmt: skip
             out.write("\n")
+        elif status is None:
+            print_pilots(pilots, out, now)
         else:
             print_status(status, pilots, out, now)
         return EXIT_OK
-    if command == "pilots":
-        pilots = pilots_from_dbus((await _call("ListPilots"))[0])
-        if as_json:
-            json.dump(pilots, out, indent=2, sort_keys=True)
-            out.write("\n")
-        else:
-            print_pilots(pilots, out, now)
-        return EXIT_OK
-    member = STATE_COMMANDS[command][0]
-    await _call(member)
-    state = plain(
-        (await _call("Get", "org.freedesktop.DBus.Properties", "ss", [INTERFACE, "State"]))[0]
-    )
+    await _call(STATE_COMMANDS[command][0])
+    props = "org.freedesktop.DBus.Properties"
+    state = state_from_dbus(await _call("Get", "v", props, "ss", [INTERFACE, "State"]))
     if as_json:
         json.dump({"command": command, "ok": True, "state": state}, out)
         out.write("\n")
@@ -305,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             return subprocess.call(argv_j)
         except KeyboardInterrupt:
             return EXIT_OK
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a terminal in a non-UTF-8 locale
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         return asyncio.run(_run(args.command, as_json, sys.stdout))
     except CtlError as exc:
@@ -316,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         # `planctonctl status | head`: not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:  # whatever nobody foresaw: still one line, and "failed"
+        sys.stderr.write(f"planctonctl: internal error: {safe_text(repr(exc), 300)}\n")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 A `ConfigError` carries one or more `Problem`s, each naming the file, the key path
 (`pools.default.memory`), the line, the bad value and what was expected, so `--check-config` can list
 every mistake in one run and a refused reload logs something an admin can act on.
+
+A problem's text is made of what the file says, and it ends up in the journal, on a terminal and
+in D-Bus replies, none of which take every string: a lone surrogate cannot even be encoded, a
+control character can rewrite a terminal line. So a `Problem` holds its text as `safe_text` makes
+it (every such character escaped, the length bounded), whoever built its message.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from planctond.text import safe_text
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -18,6 +25,12 @@ class Problem:
     path: str  # dotted key path, "" for the document itself
     line: int | None  # 1-based
     message: str  # what is wrong and what was expected, bad value included
+
+    def __post_init__(self) -> None:
+        # Frozen: the cleaned text replaces the raw one once, here, for every way of building one.
+        object.__setattr__(self, "file", safe_text(self.file))
+        object.__setattr__(self, "path", safe_text(self.path))
+        object.__setattr__(self, "message", safe_text(self.message))
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file

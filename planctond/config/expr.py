@@ -16,7 +16,7 @@ from typing import Final
 
 from planctond.config.expr_arith import MAX_EXPONENT, ExprError, Value
 from planctond.config.expr_compile import MAX_DEPTH, MAX_SOURCE_LENGTH, build_tree
-from planctond.config.expr_tree import Node
+from planctond.config.expr_tree import Node, run_checked
 from planctond.config.variables import HOST_VARIABLES
 
 __all__ = [
@@ -43,10 +43,8 @@ class Expression:
     def evaluate(self, variables: Mapping[str, float | bool]) -> float | bool:
         """The value; `ExprError` if a variable it needs is missing or the arithmetic fails."""
         try:
-            return self._root.run(variables)
+            return run_checked(self._root, variables)
         except ExprError as exc:
-            raise ExprError(f"{self.source!r}: {exc}") from None
-        except (ArithmeticError, TypeError, ValueError) as exc:  # belt and braces
             raise ExprError(f"{self.source!r}: {exc}") from None
 
     def __repr__(self) -> str:

@@ -29,7 +29,12 @@ def bounded(value: Value) -> Value:
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return value if -_INT_LIMIT <= value <= _INT_LIMIT else float(value)
+        if -_INT_LIMIT <= value <= _INT_LIMIT:
+            return value
+        try:
+            value = float(value)  # a literal of 400 digits is past what a float holds
+        except OverflowError:
+            raise ExprError("the number is too large") from None
     if not math.isfinite(value):
         raise ExprError("the result is not a finite number")
     return value

@@ -26,6 +26,7 @@ from planctond.config.expr_tree import (
     Unary,
     Var,
     is_constant,
+    run_checked,
 )
 from planctond.config.variables import EXPRESSION_CONSTANTS
 
@@ -86,7 +87,7 @@ class _Compiler:
         if not isinstance(built, Const | Var) and is_constant(built):
             # Fold constant parts now, so that 9**9**9 or 1/0 are refused when the config loads.
             try:
-                return Const(built.run({}))
+                return Const(run_checked(built, {}))
             except ExprError as exc:
                 raise ExprError(f"{exc}{_where(node)}") from None
         return built

@@ -133,6 +133,18 @@ class Call(Node):
         return bounded(self.fn([a.run(env) for a in self.args]))
 
 
+def run_checked(node: Node, env: Mapping[str, Value]) -> Value:
+    """`node.run(env)`, with every way arithmetic can fail turned into an `ExprError`: the bounds
+    in `expr_arith` should leave none, and this is the one place that makes sure of it, for the
+    evaluation of every tick and the constant folding at load alike."""
+    try:
+        return node.run(env)
+    except ExprError:
+        raise
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        raise ExprError(str(exc) or type(exc).__name__) from None
+
+
 def _children(node: Node) -> tuple[Node, ...]:
     if isinstance(node, Unary):
         return (node.operand,)

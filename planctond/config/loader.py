@@ -8,15 +8,15 @@ warnings because Plancton ignored them and such a file must keep running unchang
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import fields as dataclass_fields
 from typing import Any, Final
 
 from planctond import constants as C
 from planctond.config import fields as F
+from planctond.config import fields_docker as D
 from planctond.config.document import Node, child_path, parse_document
 from planctond.config.errors import ConfigError, Problem, did_you_mean
+from planctond.config.files import read_limited
 from planctond.config.legacy import LEGACY_KEYS, translate
 from planctond.config.model import (
     Config,
@@ -27,65 +27,24 @@ from planctond.config.model import (
     PoolConfig,
     PullPolicy,
 )
+from planctond.config.safety import risk_warnings
+from planctond.config.schema import (
+    DOCKER,
+    HTTP_URL,
+    INFLUX_KEYS,
+    OWNER,
+    POOL_KEYS,
+    POOL_NAME,
+    POOL_SIMPLE,
+    PULL_KEYS,
+    TOP,
+    TOP_KEYS,
+    config_keys,
+)
+from planctond.text import safe_text
 
-MIN_INTERVAL: Final = 0.1  # seconds
-POOL_NAME: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+__all__ = ["POOL_KEYS", "TOP_KEYS", "config_keys", "load_config", "load_config_text"]
 
-# Pool keys that map 1:1 onto a PoolConfig field.
-_POOL_SIMPLE: Final[dict[str, Callable[[Node], Any]]] = {
-    "image": F.image,
-    "command": F.argv,
-    "entrypoint": F.optional(F.argv),
-    "cpus": F.number(low=0, low_inclusive=False, what="a number of CPUs greater than 0"),
-    "memory": F.size,
-    "swap": F.size,
-    "max_pilots": F.expression,
-    "run_when": F.expression,
-    "per_tick": F.integer(low=1, what="a whole number of pilots, at least 1"),
-    "ttl": F.duration(positive=True),
-    "stop_grace": F.duration(),
-    "network_mode": F.network_mode,
-    "env": F.env,
-    "binds": F.string_list(F.bind),
-    "devices": F.string_list(F.device),
-    "security_opts": F.string_list(F.text("a security option, e.g. apparmor=PROFILE")),
-    "user": F.optional(F.text("a user: uid[:gid] or name[:group]", F.USER)),
-    "privileged": F.boolean,
-    "labels": F.labels,
-    "nowork_exit_codes": F.exit_codes,
-    "pids_limit": F.integer(low=0, what="a whole number of processes (0 = no limit)"),
-    "oom_score_adj": F.integer(low=-1000, high=1000, what="a whole number -1000..1000"),
-    "no_new_privileges": F.boolean,
-    "init": F.boolean,
-    "fail_window": F.duration(positive=True),
-    "backoff_min": F.duration(positive=True),
-    "backoff_max": F.duration(positive=True),
-}
-POOL_KEYS: Final = frozenset({*_POOL_SIMPLE, "pull", "capabilities"})
-
-_OWNER: Final[dict[str, Callable[[Node], Any]]] = {
-    "reserve": F.number(low=0, low_inclusive=True, what="a number of CPUs, 0 or more"),
-    "margin": F.number(low=0, low_inclusive=True, what="a number of CPUs, 0 or more"),
-    "reserve_memory": F.size,
-    "grace_kill": F.duration(),
-    "grace_spawn": F.duration(),
-    "freeze": F.duration(),
-}
-_DOCKER: Final[dict[str, Callable[[Node], Any]]] = {
-    "url": F.optional(F.text("a Docker URL like unix:///run/docker.sock", F.DOCKER_URL)),
-    "cgroup_parent": F.optional(F.text("a cgroup path or a .slice name", re.compile(r"\S+"))),
-    "stop_pilots_on_exit": F.boolean,
-}
-_TOP: Final[dict[str, Callable[[Node], Any]]] = {
-    # Floors, because a daemon that wakes up every millisecond spends the owner's CPU on watching.
-    "tick": F.duration(positive=True, minimum=MIN_INTERVAL),
-    "config_check": F.duration(positive=True, minimum=MIN_INTERVAL),
-    "state_dir": F.absolute_path,
-}
-TOP_KEYS: Final = frozenset({*_TOP, "owner", "pools", "defaults", "docker", "monitoring"})
-_PULL_KEYS: Final = frozenset({"policy", "refresh"})
-_INFLUX_KEYS: Final = frozenset({"url", "database", "verify_tls"})
-_HTTP_URL: Final = re.compile(r"https?://[^/\s#]+(?:/\S*)?")
 _FAILED: Final[Any] = object()  # a value that failed validation (already recorded)
 
 
@@ -102,14 +61,18 @@ class _Loader:
         self.problems.append(Problem(self.file, path, line, message))
 
     def read(self, node: Node, reader: Callable[[Node], Any]) -> Any:
-        """reader(node), or None after recording why it is wrong (readers never return None
-        for a bad value; optional ones return None only for an explicit null)."""
+        """reader(node), or _FAILED after recording why it is wrong at the value's line.
+
+        Readers say what is wrong with `Invalid`. Anything else they raise is a bug in a reader,
+        but it is still recorded as a problem of this value rather than crashing a reload."""
         try:
             return reader(node)
         except F.Invalid as exc:
             where = exc.node or node
             self.problem(where.path, where.line, str(exc))
-            return _FAILED
+        except Exception as exc:  # the boundary of load_config_text, at this value
+            self.problem(node.path, node.line, _internal(exc))
+        return _FAILED
 
     def mapping(self, node: Node | None) -> dict[str, Node]:
         """The entries of a section; null counts as empty, anything else but a mapping is wrong."""
@@ -182,15 +145,15 @@ class _Loader:
         suggest = TOP_KEYS | frozenset(LEGACY_KEYS) if self.lenient else TOP_KEYS
         self.check_keys(entries, TOP_KEYS, "", suggest)
 
-        top = self.fields(self.merge_legacy(entries, legacy.top, ""), _TOP)
+        top = self.fields(self.merge_legacy(entries, legacy.top, ""), TOP)
         owner_entries = self.mapping(entries.get("owner"))
-        self.check_keys(owner_entries, frozenset(_OWNER), "owner")
+        self.check_keys(owner_entries, frozenset(OWNER), "owner")
         owner = OwnerConfig(
-            **self.fields(self.merge_legacy(owner_entries, legacy.owner, "owner"), _OWNER)
+            **self.fields(self.merge_legacy(owner_entries, legacy.owner, "owner"), OWNER)
         )
         docker_entries = self.mapping(entries.get("docker"))
-        self.check_keys(docker_entries, frozenset(_DOCKER), "docker")
-        docker = DockerConfig(**self.fields(docker_entries, _DOCKER))
+        self.check_keys(docker_entries, frozenset(DOCKER), "docker")
+        docker = DockerConfig(**self.fields(docker_entries, DOCKER))
         monitoring = self.monitoring(entries.get("monitoring"), legacy.monitoring)
         pools = self.pools(entries.get("pools"), entries.get("defaults"), legacy.pool)
         return Config(
@@ -199,7 +162,7 @@ class _Loader:
             docker=docker,
             monitoring=monitoring,
             source=self.file,
-            warnings=tuple(self.warnings),
+            warnings=tuple(dict.fromkeys(safe_text(w) for w in self.warnings)),
             **top,
         )
 
@@ -213,9 +176,17 @@ class _Loader:
                 C.DEFAULT_POOL_NAME: Node(value={}, path=f"pools.{C.DEFAULT_POOL_NAME}", line=1)
             }
         else:
+            # `pools: ~` (or a bare `pools:`) is read like `pools: {}`: whoever writes the key and
+            # empties it most likely commented every pool out, and running the built-in dummy
+            # pilots instead would be a surprise. Without the key, the default pool runs.
             named = self.mapping(node)
-            if node.is_map and not named:
-                self.problem(node.path, node.line, "expected at least one pool")
+            if (node.is_map or node.is_null) and not named:
+                self.problem(
+                    node.path,
+                    node.line,
+                    "expected at least one pool (remove the 'pools' key for the built-in "
+                    "default pool)",
+                )
         if legacy and C.DEFAULT_POOL_NAME not in named:
             for legacy_node in legacy.values():
                 self.problem(
@@ -241,11 +212,14 @@ class _Loader:
                     if key in defaults:
                         self.conflict(legacy_node, f"defaults.{key}", defaults[key])
                 own = self.merge_legacy(own, legacy, pool_node.path)
-            result.append(self.pool(name, {**defaults, **own}))
+            entries = {**defaults, **own}
+            pool = self.pool(name, entries)
+            self.warnings.extend(risk_warnings(self.file, pool, entries))
+            result.append(pool)
         return tuple(result)
 
     def pool(self, name: str, entries: dict[str, Node]) -> PoolConfig:
-        values = self.fields(entries, _POOL_SIMPLE)
+        values = self.fields(entries, POOL_SIMPLE)
         if "pull" in entries:
             pull = self.pull(entries["pull"])
             if pull is not _FAILED:
@@ -253,7 +227,7 @@ class _Loader:
                 if refresh is not None:
                     values["pull_refresh"] = refresh
         if "capabilities" in entries:
-            caps = self.read(entries["capabilities"], F.capabilities)
+            caps = self.read(entries["capabilities"], D.capabilities)
             if caps is not _FAILED:
                 values["cap_add"], values["cap_drop"] = caps
         pool = PoolConfig(name=name, **values)
@@ -268,13 +242,13 @@ class _Loader:
     def pull(self, node: Node) -> Any:
         """(policy, refresh or None), or _FAILED."""
         if not node.is_map:
-            policy = self.read(node, F.pull_policy)
+            policy = self.read(node, D.pull_policy)
             return _FAILED if policy is _FAILED else (policy, None)
         entries = dict(node.value)
-        self.check_keys(entries, _PULL_KEYS, node.path)
+        self.check_keys(entries, PULL_KEYS, node.path)
         policy = PullPolicy.MISSING
         if "policy" in entries:
-            policy = self.read(entries["policy"], F.pull_policy)
+            policy = self.read(entries["policy"], D.pull_policy)
         refresh = None
         if "refresh" in entries:
             refresh = self.read(entries["refresh"], F.duration(positive=True))
@@ -297,11 +271,11 @@ class _Loader:
         what = "an InfluxDB target: URL#database, or a mapping with url and database"
         if node.is_map:
             entries = dict(node.value)
-            self.check_keys(entries, _INFLUX_KEYS, node.path)
+            self.check_keys(entries, INFLUX_KEYS, node.path)
             for key in ("url", "database"):
                 if key not in entries:
                     raise F.Invalid(f"{what} (missing {key})", node)
-            url = F.text("an http(s):// URL", _HTTP_URL)(entries["url"])
+            url = F.text("an http(s):// URL", HTTP_URL)(entries["url"])
             database = F.text("a database name")(entries["database"])
             verify = F.boolean(entries["verify_tls"]) if "verify_tls" in entries else True
             return InfluxDBTarget(url=url, database=database, verify_tls=verify)
@@ -315,7 +289,7 @@ class _Loader:
             rest = url.removeprefix("insecure_https:")
             url = f"https:{rest}" if rest.startswith("//") else rest
         if (
-            not _HTTP_URL.fullmatch(url)
+            not HTTP_URL.fullmatch(url)
             or not database
             or (not verify and not url.startswith("https:"))
         ):
@@ -334,8 +308,11 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return unique
 
 
-def load_config_text(text: str, source_name: str = "<config>") -> Config:
-    """Parse and validate `text`; `ConfigError` lists every problem found."""
+def _internal(exc: BaseException) -> str:
+    return f"internal error while checking this (please report it): {type(exc).__name__}: {exc}"
+
+
+def _load(text: str, source_name: str) -> Config:
     root = parse_document(text, source_name)
     if isinstance(root, Problem):
         raise ConfigError([root])
@@ -346,16 +323,33 @@ def load_config_text(text: str, source_name: str = "<config>") -> Config:
     return config
 
 
+def load_config_text(text: str, source_name: str = "<config>") -> Config:
+    """Parse and validate `text`; `ConfigError` lists every problem found.
+
+    The one boundary between a config's text and the daemon: whatever the text, the result is a
+    valid `Config` or a `ConfigError`. Each kind of bad input is refused where it is understood
+    (the document layer, a value's reader), with the key and line; anything that still escapes
+    is a bug, and is reported as a problem of the file instead of a traceback that would end a
+    reload, or the daemon."""
+    try:
+        return _load(text, source_name)
+    except ConfigError:
+        raise
+    except Exception as exc:  # RecursionError and MemoryError included
+        raise ConfigError([Problem(source_name, "", None, _internal(exc))]) from None
+
+
 def load_config(path: str | None, *, missing_ok: bool = True) -> Config:
     """The config in `path`; None, or a missing file when `missing_ok`, gives the built-in defaults.
 
     The defaults run real dummy pilots (busybox `sleep 60`), so a fresh install visibly works.
+    The file is read through `read_limited`: a FIFO, a device or a huge file at the path is
+    refused at once instead of blocking or filling the daemon's memory.
     """
     if path is None:
         return Config()
     try:
-        with open(path, "rb") as stream:
-            data = stream.read()
+        data = read_limited(path, C.MAX_CONFIG_SIZE)
     except FileNotFoundError:
         if missing_ok:
             return Config(
@@ -369,26 +363,7 @@ def load_config(path: str | None, *, missing_ok: bool = True) -> Config:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(path, "", None, f"not UTF-8 text: {exc}")]) from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        problem = f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError([Problem(path, "", line, problem)]) from None
     return load_config_text(text, path)
-
-
-def config_keys() -> dict[str, frozenset[str]]:
-    """Every key of the schema by section, for `--help` and the docs."""
-    return {
-        "": TOP_KEYS,
-        "owner": frozenset(_OWNER),
-        "docker": frozenset(_DOCKER),
-        "pools.<name>": POOL_KEYS,
-        "monitoring": frozenset({"influxdb"}),
-        "legacy (Plancton 0.6)": frozenset(LEGACY_KEYS),
-    }
-
-
-# The schema and the model must agree: a PoolConfig field nobody can set is a bug.
-_UNSETTABLE: Final = (
-    {f.name for f in dataclass_fields(PoolConfig)}
-    - set(_POOL_SIMPLE)
-    - {"name", "pull", "pull_refresh", "cap_add", "cap_drop"}
-)
-assert not _UNSETTABLE, f"PoolConfig fields without a config key: {_UNSETTABLE}"

@@ -51,7 +51,7 @@ class PoolConfig:
     binds: tuple[str, ...] = ()  # docker "host:ctr[:ro|rw]" strings
     devices: tuple[DeviceMapping, ...] = ()
     cap_add: tuple[str, ...] = ()
-    cap_drop: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = C.DEFAULT_CAP_DROP  # see fields_docker.capabilities
     security_opts: tuple[str, ...] = ()
     user: str | None = None  # "uid:gid"
     privileged: bool = False
@@ -62,6 +62,8 @@ class PoolConfig:
     oom_score_adj: int = C.DEFAULT_OOM_SCORE_ADJ
     no_new_privileges: bool = True
     init: bool = True
+    log_max_size: int = C.DEFAULT_LOG_MAX_SIZE  # bytes of a pilot's log before Docker rotates it
+    log_max_files: int = C.DEFAULT_LOG_MAX_FILES  # rotated log files kept per pilot
     # Back-off for pools whose pilots keep failing fast.
     fail_window: float = C.DEFAULT_FAIL_WINDOW  # a failing exit sooner than this counts
     backoff_min: float = C.DEFAULT_BACKOFF_MIN
@@ -87,6 +89,8 @@ class PoolConfig:
             "oom_score_adj": self.oom_score_adj,
             "no_new_privileges": self.no_new_privileges,
             "init": self.init,
+            "log_max_size": self.log_max_size,
+            "log_max_files": self.log_max_files,
         }
 
 

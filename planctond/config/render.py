@@ -48,6 +48,8 @@ def _pool(pool: PoolConfig) -> dict[str, Any]:
         "oom_score_adj": pool.oom_score_adj,
         "no_new_privileges": pool.no_new_privileges,
         "init": pool.init,
+        "log_max_size": _size(pool.log_max_size),
+        "log_max_files": pool.log_max_files,
         "fail_window": format_duration(pool.fail_window),
         "backoff_min": format_duration(pool.backoff_min),
         "backoff_max": format_duration(pool.backoff_max),

@@ -36,6 +36,10 @@ _SIZE_UNITS: Final[dict[str, int]] = {
 }
 _SIZE: Final = re.compile(rf"({_NUMBER})\s*([kmgtp]?)(?:i?b)?", re.IGNORECASE)
 
+# Longer texts are refused before any arithmetic: "1" * 5000 would hit Python's int-digit limit
+# and ".1" * 10**5 would compute 10**100000 before any bound could apply.
+_MAX_TEXT: Final = 64
+
 DURATION_HINT: Final = "a duration: seconds, or a number with ms/s/m/h/d/w, e.g. 30s, 12h, 1h30m"
 SIZE_HINT: Final = "a size: bytes, or a number with K/M/G/T/P (binary, as Docker), e.g. 512M, 2G"
 
@@ -49,6 +53,13 @@ def _plain_number(value: object) -> float | None:
     return None
 
 
+def _short(value: str, hint: str) -> str:
+    text = value.strip()
+    if len(text) > _MAX_TEXT:
+        raise ValueError(f"expected {hint}, got {len(text)} characters of text")
+    return text
+
+
 def parse_duration(value: object) -> float:
     """Seconds from `30s`, `2m`, `12h`, `1d`, `1h30m`, `250ms` or a plain number of seconds.
 
@@ -59,7 +70,7 @@ def parse_duration(value: object) -> float:
     if number is None:
         if not isinstance(value, str):
             raise ValueError(f"expected {DURATION_HINT}, got {value!r}")
-        text = value.strip()
+        text = _short(value, DURATION_HINT)
         if _PLAIN_NUMBER.fullmatch(text):
             number = float(text)
         elif text and _DURATION_WHOLE.fullmatch(text):
@@ -85,7 +96,7 @@ def parse_size(value: object) -> int:
         return int(number)
     if not isinstance(value, str):
         raise ValueError(f"expected {SIZE_HINT}, got {value!r}")
-    text = value.strip()
+    text = _short(value, SIZE_HINT)
     if text.isascii() and text.isdigit():
         return int(text)  # exact, however large: no detour through float
     if _PLAIN_NUMBER.fullmatch(text):

@@ -1,7 +1,9 @@
 """The D-Bus error names of org.plancton.Manager1 and the one place exceptions become replies.
 
 dbus-next answers an unexpected exception with its Python traceback; callers must instead get a
-named error with a sentence, and the traceback belongs in the daemon's journal.
+named error with a sentence, and the traceback belongs in the daemon's journal. Every error text
+goes through `safe_text`: it may quote a config file, Docker or the caller, and an error reply that
+cannot be sent is no answer at all.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dbus_next.errors import DBusError
 
 from planctond.constants import ERROR_PREFIX
 from planctond.supervisor.api import ControlError
+from planctond.text import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ OUR_ERRORS: Final = frozenset({ACCESS_DENIED, INVALID_ARGS, FAILED})
 
 
 def error(name: str, text: str) -> DBusError:
-    err: DBusError = DBusError(name, text)  # type: ignore[no-untyped-call]  # untyped in 0.2.3
+    err: DBusError = DBusError(name, safe_text(text))  # type: ignore[no-untyped-call]  # untyped in 0.2.3
     return err
 
 
@@ -42,7 +45,7 @@ def failed(text: str) -> DBusError:
 def translate(exc: BaseException, member: str) -> DBusError:
     """Map any exception raised while serving `member` to a named error fit for the caller."""
     if isinstance(exc, DBusError) and exc.type in OUR_ERRORS:
-        return exc
+        return error(exc.type, exc.text)
     if isinstance(exc, ControlError):
         return failed(str(exc) or f"{member} refused")
     if isinstance(exc, DBusError):

@@ -22,6 +22,7 @@ from planctond.control.dbus_marshal import (
     RECENT_EVENTS,
     pilot_to_dbus,
     status_to_dbus,
+    u32,
 )
 from planctond.supervisor.api import Controller
 from planctond.supervisor.events import Event, EventKind
@@ -29,6 +30,7 @@ from planctond.supervisor.events import Event, EventKind
 log = logging.getLogger(__name__)
 
 NO_EXIT_CODE: Final = -1
+INT32: Final = range(-(2**31), 2**31)
 
 # Argument names for introspection (dbus-next leaves out-args and signal args unnamed).
 ARG_NAMES: Final[dict[str, tuple[str, ...]]] = {
@@ -91,7 +93,7 @@ class Manager1(ServiceInterface):
         try:
             # The one full status() read: from here on STATE_CHANGED events carry the state.
             self._state = controller.status().state.value
-            self._running = controller.counts().running
+            self._running = u32(controller.counts().running)
         except Exception:  # properties catch up with the next event; serving matters more
             log.exception("reading the controller's initial state failed")
 
@@ -168,6 +170,7 @@ class Manager1(ServiceInterface):
         name, pid, pool = event.pilot or "", event.pilot_id or "", event.pool or ""
         reason = event.reason or ""
         code = NO_EXIT_CODE if event.exit_code is None else int(event.exit_code)
+        code = code if code in INT32 else NO_EXIT_CODE
         match event.kind:
             case EventKind.STATE_CHANGED:
                 if event.state:
@@ -191,7 +194,7 @@ class Manager1(ServiceInterface):
         """Re-count running pilots after a burst of events. `counts()` is the controller's
         memory alone: a full status() or pilots() here would cost Docker and cgroup reads on
         every burst. Emits only when the count moved."""
-        running = self._controller.counts().running
+        running = u32(self._controller.counts().running)
         if running != self._running:
             self._running = running
             self.emit_properties_changed({"RunningPilots": running})

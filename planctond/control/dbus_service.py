@@ -5,6 +5,12 @@ Method calls to our interface do not go through dbus-next's own dispatch: a mess
 and because it is the single boundary where every exception becomes a named error instead of a
 Python traceback sent to the caller. The `@method` declarations still define signatures and
 introspection, so what is served, what is introspected and dbus/org.plancton.Manager1.xml agree.
+
+Every call gets an answer: a reply that cannot be sent (text that slipped through unmade-safe, a
+value D-Bus cannot carry) becomes org.plancton.Error.Failed, and the journal says why. A one-way
+call (NO_REPLY_EXPECTED) gets none by definition, so whatever refuses or fails it is logged with
+the member, the sender and the reason; a state change whose caller has already left the bus is
+refused, because its uid can no longer be checked.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from planctond.constants import BUS_NAME, INTERFACE, OBJECT_PATH
 from planctond.control import dbus_errors
 from planctond.control.authz import Authorizer
 from planctond.control.dbus_interface import Manager1
+from planctond.control.dbus_marshal import unsendable
 from planctond.control.dbus_private import declared_methods, harden, result_to_body
 from planctond.supervisor.api import Controller
 from planctond.supervisor.events import Event
@@ -38,6 +45,16 @@ log = logging.getLogger(__name__)
 
 # Anyone may read; every other member of the interface changes state and needs an admin.
 READ_ONLY_METHODS: Final = frozenset({"Status", "ListPilots"})
+NAME_HAS_NO_OWNER: Final = "org.freedesktop.DBus.Error.NameHasNoOwner"
+CALLER_GONE: Final = (
+    "the caller left the bus before its uid could be checked; a call that changes the "
+    "daemon's state must wait for its answer (planctonctl, busctl call, dbus-send --print-reply)"
+)
+
+
+def _one_way(msg: Message) -> bool:
+    """A call sent with NO_REPLY_EXPECTED (dbus-send without --print-reply): no answer goes back."""
+    return bool(msg.flags & MessageFlag.NO_REPLY_EXPECTED)
 
 
 class BusNameError(RuntimeError):
@@ -75,21 +92,40 @@ class _Dispatcher:
             reply = await self._call(msg)
         except asyncio.CancelledError:  # close() during a call: answer, then honour the cancel
             self._reply(
-                msg, Message.new_error(msg, dbus_errors.FAILED, "planctond is shutting down")
+                msg, self._error_reply(msg, dbus_errors.failed("planctond is shutting down"))
             )
             raise
         except Exception as exc:  # the boundary: nothing escapes to dbus-next or the caller
-            err = dbus_errors.translate(exc, member)
-            reply = Message.new_error(msg, err.type, err.text)
+            reply = self._error_reply(msg, dbus_errors.translate(exc, member))
         self._reply(msg, reply)
 
+    def _error_reply(self, msg: Message, err: DBusError) -> Message:
+        """The error answering `msg`; for a one-way call nobody reads it, so it is logged (a
+        refusal already was, by `_authorize`)."""
+        if _one_way(msg) and err.type != dbus_errors.ACCESS_DENIED:
+            log.warning("%s from %s (one-way call) failed: %s", msg.member, msg.sender, err.text)
+        reply: Message = Message.new_error(msg, err.type, err.text)
+        return reply
+
     def _reply(self, msg: Message, reply: Message) -> None:
-        if msg.flags & MessageFlag.NO_REPLY_EXPECTED:
+        """Send `reply`; when it cannot be sent, send Failed instead: a caller always hears back."""
+        if _one_way(msg):
             return
         try:
             self._bus.send(reply)
+            return
         except Exception as exc:
-            log.warning("could not reply to %s from %s: %s", msg.member, msg.sender, exc)
+            if reply.message_type is MessageType.ERROR or not self._bus.connected:
+                log.warning("could not reply to %s from %s: %s", msg.member, msg.sender, exc)
+                return
+            log.error(
+                "the reply to %s from %s could not be sent", msg.member, msg.sender, exc_info=exc
+            )
+            err = dbus_errors.failed(
+                f"{msg.member} failed: its reply could not be sent ({type(exc).__name__}); "
+                f"see the daemon's journal"
+            )
+        self._reply(msg, self._error_reply(msg, err))
 
     async def _call(self, msg: Message) -> Message:
         m = self._methods[msg.member]
@@ -103,17 +139,37 @@ class _Dispatcher:
         if inspect.isawaitable(result):
             result = await result
         body, fds = result_to_body(result, m.out_signature_tree)
+        problem = unsendable(body)
+        if problem is not None:
+            # The text should have been made safe where it entered the daemon: find out where.
+            log.error(
+                "%s: the reply holds %s: answering %s instead",
+                msg.member,
+                problem,
+                dbus_errors.FAILED,
+            )
+            raise dbus_errors.failed(
+                f"{msg.member} failed: its reply cannot be sent ({problem}); "
+                f"see the daemon's journal"
+            )
         reply: Message = Message.new_method_return(msg, m.out_signature, body, fds)
         return reply
 
     async def _authorize(self, msg: Message) -> None:
-        uid = await self._caller_uid(msg.sender)
+        """Refusals are logged here, naming the member, the sender and why: the caller of a
+        one-way call (e.g. `dbus-send` without --print-reply) never sees the error."""
+        how = " (one-way call)" if _one_way(msg) else ""
+        try:
+            uid = await self._caller_uid(msg.sender)
+        except DBusError as exc:
+            log.warning("refused %s from %s%s: %s", msg.member, msg.sender, how, exc.text)
+            raise
         if not self._authorizer.may_control(uid):
-            log.warning("refused %s from uid %d (%s)", msg.member, uid, msg.sender)
+            log.warning("refused %s from uid %d (%s)%s", msg.member, uid, msg.sender, how)
             raise dbus_errors.access_denied(
                 f"{msg.member} changes the daemon's state: only {self._authorizer.describe()} may call it"
             )
-        log.info("%s requested by uid %d", msg.member, uid)
+        log.info("%s requested by uid %d%s", msg.member, uid, how)
 
     async def _caller_uid(self, sender: str | None) -> int:
         if not sender:
@@ -132,6 +188,10 @@ class _Dispatcher:
             )
         )
         if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
+            if reply is not None and reply.error_name == NAME_HAS_NO_OWNER:
+                # The bus forgets a caller's credentials when it disconnects, and a one-way
+                # caller may disconnect at once: nothing can tell who it was any more.
+                raise dbus_errors.access_denied(CALLER_GONE)
             raise dbus_errors.access_denied("cannot identify the caller's uid")
         uid = int(reply.body[0])
         if len(self._uids) > 1024:

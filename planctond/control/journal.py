@@ -3,12 +3,20 @@
 journald gets every supervisor event with a MESSAGE_ID per kind and the PLANCTON_* fields, so
 `journalctl -u planctond PLANCTON_EVENT=pilot-killed` and `journalctl -x` (catalog in
 systemd/planctond.catalog) answer questions without grepping text.
+
+python3-systemd's JournalHandler sends them where it is installed. A plain `pip install` has no
+compiler-built systemd-python; `JournalSocketHandler` then speaks journald's native protocol
+itself, so the structured fields survive that install route too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import socket
+import struct
 import sys
 import uuid
 from typing import Final
@@ -55,6 +63,113 @@ def journald_available() -> bool:
     return os.path.exists(JOURNAL_SOCKET)
 
 
+# journald keeps only fields named like this (uppercase, digits, '_'; no leading '_', which marks
+# the fields journald itself vouches for). LogRecord's own attributes are lowercase: never sent.
+_FIELD_NAME: Final = re.compile(r"[A-Z0-9][A-Z0-9_]{0,63}")
+# Python levels -> syslog priorities, as python3-systemd's JournalHandler maps them.
+_PRIORITIES: Final = (
+    (logging.DEBUG, 7),
+    (logging.INFO, 6),
+    (logging.WARNING, 4),
+    (logging.ERROR, 3),
+    (logging.CRITICAL, 2),
+)
+_SNDBUF: Final = 8 * 1024 * 1024  # libsystemd's size: an entry fits unless it is huge
+
+
+def syslog_priority(levelno: int) -> int:
+    return next((pri for level, pri in _PRIORITIES if levelno <= level), 1)
+
+
+def encode_entry(fields: dict[str, str]) -> bytes:
+    """journald's native datagram: `KEY=value` lines, or `KEY`, a little-endian 64-bit length and
+    the raw value where the value has a newline (a traceback, a multi-line message)."""
+    out = bytearray()
+    for key, value in fields.items():
+        data = value.encode("utf-8", "replace")
+        if b"\n" in data:
+            out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        else:
+            out += key.encode() + b"=" + data + b"\n"
+    return bytes(out)
+
+
+class JournalSocketHandler(logging.Handler):
+    """Log records as journal entries over journald's socket, without libsystemd.
+
+    The entry carries what JournalHandler sends (MESSAGE, PRIORITY, LOGGER, THREAD_NAME, CODE_*)
+    plus every record attribute named like a journal field: `extra=` in `log_event` puts
+    MESSAGE_ID and the PLANCTON_* fields there. A record journald does not take (socket gone, an
+    entry larger than a datagram) is written to stderr instead, which systemd also keeps.
+    """
+
+    def __init__(self, path: str, **fields: str) -> None:
+        super().__init__()
+        self.path = path
+        self._fields = fields
+        self._sock: socket.socket | None = None
+
+    def entry(self, record: logging.LogRecord) -> dict[str, str]:
+        fields = {
+            "MESSAGE": self.format(record),
+            "PRIORITY": str(syslog_priority(record.levelno)),
+            **self._fields,
+            "LOGGER": str(record.name or ""),
+            "THREAD_NAME": record.threadName or "",
+            "CODE_FILE": str(record.pathname or ""),
+            "CODE_LINE": str(record.lineno or 0),
+            "CODE_FUNC": str(record.funcName or ""),
+        }
+        if record.exc_text:
+            fields["EXCEPTION_TEXT"] = record.exc_text
+        for key, value in vars(record).items():
+            if _FIELD_NAME.fullmatch(key):
+                fields[key] = value.hex if isinstance(value, uuid.UUID) else str(value)
+        return fields
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = self.entry(record)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            self._socket().sendto(encode_entry(fields), self.path)
+        except OSError:
+            # `<N>` is the syslog priority prefix systemd reads on a service's stderr.
+            sys.stderr.write(f"<{fields['PRIORITY']}>{fields['MESSAGE']}\n")
+            sys.stderr.flush()
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Capped by net.core.wmem_max; the kernel's default size still carries ordinary entries.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
+            self._sock = sock
+        return self._sock
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+        finally:
+            self.release()
+        super().close()
+
+
+def journal_handler() -> logging.Handler:
+    """python3-systemd's JournalHandler where it is installed, else `JournalSocketHandler`."""
+    try:
+        from systemd.journal import JournalHandler
+    except ImportError:
+        return JournalSocketHandler(JOURNAL_SOCKET, SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
+    handler: logging.Handler = JournalHandler(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
+    return handler
+
+
 def setup_logging(foreground: bool, level: int = logging.INFO) -> None:
     """Route the root logger to stderr (foreground or no journald) or to journald.
 
@@ -68,9 +183,7 @@ def setup_logging(foreground: bool, level: int = logging.INFO) -> None:
             old.close()
     handler: logging.Handler
     if not foreground and journald_available():
-        from systemd.journal import JournalHandler
-
-        handler = JournalHandler(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
+        handler = journal_handler()
         # journald stamps time and priority itself; the message stays the plain sentence.
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:

@@ -2,24 +2,64 @@
 
 Everything is a no-op without NOTIFY_SOCKET, so the same daemon runs under systemd, in a terminal
 and in tests without branches at the call sites.
+
+libsystemd (python3-systemd) sends the messages where it is installed. A plain `pip install`
+has no compiler-built systemd-python, so the protocol itself, one datagram on an AF_UNIX socket,
+is spoken here then: readiness and the watchdog must not depend on an optional C extension.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
-
-import systemd.daemon as sd_daemon
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
+
+# Sends one notify message; True when it was sent. Raises OSError when the socket refuses it.
+Sender = Callable[[str], bool]
+
+
+def send_datagram(state: str, env: Mapping[str, str] = os.environ) -> bool:
+    """The sd_notify protocol: `state` as one datagram to $NOTIFY_SOCKET.
+
+    A path, or an abstract socket written with a leading '@' (systemd's notation for the NUL
+    byte). The kernel attaches our pid and credentials, which is what NotifyAccess=main checks.
+    """
+    address = env.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address[0] == "@":
+        address = "\0" + address[1:]
+    elif address[0] != "/":
+        raise OSError(f"NOTIFY_SOCKET={address!r}: neither a path nor an abstract socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.sendto(state.encode(), address)
+    return True
+
+
+def default_sender() -> Sender:
+    """libsystemd's sd_notify where python3-systemd is installed, else `send_datagram`."""
+    try:
+        import systemd.daemon as sd_daemon
+    except ImportError:
+        return send_datagram
+
+    def libsystemd(state: str) -> bool:
+        # unset_environment=False: reload and watchdog keep notifying after the first message.
+        return bool(sd_daemon.notify(state, unset_environment=False))
+
+    return libsystemd
 
 
 class SystemdNotifier:
     """Thin, failure-tolerant wrapper: a lost notification must never take the daemon down."""
 
-    def __init__(self) -> None:
+    def __init__(self, sender: Sender | None = None) -> None:
         self._last_status: str | None = None
+        self._sender = sender or default_sender()
 
     @property
     def enabled(self) -> bool:
@@ -29,8 +69,7 @@ class SystemdNotifier:
         if not self.enabled:
             return False
         try:
-            # unset_environment=False: reload and watchdog keep notifying after the first message.
-            return bool(sd_daemon.notify(state, unset_environment=False))
+            return self._sender(state)
         except Exception as exc:  # a closed/odd socket is reported, never raised
             log.warning("sd_notify(%s) failed: %s", state.replace("\n", " "), exc)
             return False
@@ -63,7 +102,7 @@ class SystemdNotifier:
         return watchdog_interval(os.environ)
 
 
-def watchdog_interval(env: dict[str, str] | os._Environ[str]) -> float | None:
+def watchdog_interval(env: Mapping[str, str]) -> float | None:
     """Parse WATCHDOG_USEC/WATCHDOG_PID as sd_watchdog_enabled(3) does."""
     raw = env.get("WATCHDOG_USEC")
     if not raw:

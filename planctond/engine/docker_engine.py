@@ -7,6 +7,11 @@ nameless containers and another planctond's pilots are invisible here, not merel
 docker-py's and requests' exceptions end here: each becomes one of `planctond.engine.errors`, by
 type and HTTP status, so the rest of the daemon never sees a library exception nor reads a
 message to learn what went wrong.
+
+Docker's strings are text from outside: its JSON may carry lone surrogates (`"\ud800"`) and
+control characters in names, labels and error explanations. Each is made safe here, where it
+enters the daemon (`planctond.text.safe_text`), so no later log line, event or D-Bus reply can be
+broken by it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from planctond.engine.port import (
     EventStream,
 )
 from planctond.engine.spec import PilotSpec
+from planctond.text import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +70,24 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 )
 
 
-def _explanation(exc: Any) -> str:
-    text = exc.explanation or exc
-    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+def _explanation(exc: Any) -> object:
+    return exc.explanation or exc
+
+
+def _kind_and_detail(
+    exc: BaseException, not_found: type[EngineError]
+) -> tuple[type[EngineError], object]:
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return NoSuchImage, _explanation(exc)
+    if isinstance(exc, docker.errors.NotFound):
+        return not_found, _explanation(exc)
+    if isinstance(exc, docker.errors.APIError):  # before OSError: it is a requests exception
+        return (Conflict if exc.status_code == _HTTP_CONFLICT else EngineError), _explanation(exc)
+    if isinstance(exc, _REFUSED_LOCALLY):
+        return EngineError, exc
+    if isinstance(exc, _UNREACHABLE):
+        return EngineUnavailable, exc
+    return EngineError, repr(exc)
 
 
 def _translate(
@@ -74,18 +95,8 @@ def _translate(
 ) -> EngineError:
     """The one mapping from library exceptions to ours. `not_found` is what a 404 that docker-py
     did not recognise as an image means for this request (a container, unless said otherwise)."""
-    if isinstance(exc, docker.errors.ImageNotFound):
-        return NoSuchImage(f"{what}: {_explanation(exc)}")
-    if isinstance(exc, docker.errors.NotFound):
-        return not_found(f"{what}: {_explanation(exc)}")
-    if isinstance(exc, docker.errors.APIError):  # before OSError: it is a requests exception
-        cls = Conflict if exc.status_code == _HTTP_CONFLICT else EngineError
-        return cls(f"{what}: {_explanation(exc)}")
-    if isinstance(exc, _REFUSED_LOCALLY):
-        return EngineError(f"{what}: {exc}")
-    if isinstance(exc, _UNREACHABLE):
-        return EngineUnavailable(f"{what}: {exc}")
-    return EngineError(f"{what}: {exc!r}")
+    cls, detail = _kind_and_detail(exc, not_found)
+    return cls(safe_text(f"{what}: {safe_text(detail)}"))
 
 
 def _int_or_none(value: object) -> int | None:
@@ -107,14 +118,16 @@ def container_event(raw: object) -> ContainerEvent | None:
         return None
     actor = raw.get("Actor")
     actor = actor if isinstance(actor, Mapping) else {}
-    cid = str(raw.get("id") or actor.get("ID") or "")
-    action = str(raw.get("Action") or raw.get("status") or "")
+    cid = safe_text(raw.get("id") or actor.get("ID") or "")
+    action = safe_text(raw.get("Action") or raw.get("status") or "")
     if not cid or not action:
         return None
     given = actor.get("Attributes")
-    attrs = {str(k): str(v) for k, v in given.items()} if isinstance(given, Mapping) else {}
+    attrs = (
+        {safe_text(k): safe_text(v) for k, v in given.items()} if isinstance(given, Mapping) else {}
+    )
     if "image" not in attrs and raw.get("from"):
-        attrs["image"] = str(raw["from"])
+        attrs["image"] = safe_text(raw["from"])
     exit_code = _int_or_none(attrs["exitCode"]) if "exitCode" in attrs else None
     return ContainerEvent(action=action, id=cid, attrs=attrs, exit_code=exit_code)
 
@@ -209,9 +222,9 @@ class DockerEngine:
         info = self._call("docker info", lambda api: api.info())
         version = self._call("docker version", lambda api: api.version())
         return EngineInfo(
-            server_version=str(version.get("Version", "?")),
-            api_version=str(version.get("ApiVersion", "?")),
-            cgroup_driver=str(info.get("CgroupDriver", "cgroupfs")),
+            server_version=safe_text(version.get("Version", "?")),
+            api_version=safe_text(version.get("ApiVersion", "?")),
+            cgroup_driver=safe_text(info.get("CgroupDriver", "cgroupfs")),
             cgroup_version=int(info.get("CgroupVersion", "1") or 1),
             docker_root=str(info.get("DockerRootDir", "/var/lib/docker")),
             ncpu=int(info.get("NCPU", 0) or 0),
@@ -229,17 +242,18 @@ class DockerEngine:
         out = []
         for row in rows:
             names = row.get("Names") or []
-            name = names[0].lstrip("/") if names else row.get("Id", "")[:12]
+            name = str(names[0]).lstrip("/") if names else str(row.get("Id", ""))[:12]
             status = str(row.get("Status", ""))
             m = _EXITED_RE.search(status)
+            labels = row.get("Labels") or {}
             out.append(
                 ContainerRecord(
-                    id=str(row["Id"]),
-                    name=name,
-                    state=str(row.get("State", "")),
+                    id=safe_text(row["Id"]),
+                    name=safe_text(name),
+                    state=safe_text(row.get("State", "")),
                     created=float(row.get("Created", 0)),
-                    labels=dict(row.get("Labels") or {}),
-                    image=str(row.get("Image", "")),
+                    labels={safe_text(k): safe_text(v) for k, v in labels.items()},
+                    image=safe_text(row.get("Image", "")),
                     exit_code=int(m.group(1)) if m else None,
                 )
             )
@@ -255,7 +269,7 @@ class DockerEngine:
         except Exception as exc:
             raise EngineError(
                 f"create pilot {spec.name}: Docker API {api.api_version} cannot take this "
-                f"pool's settings: {exc}"
+                f"pool's settings: {safe_text(exc)}"
             ) from exc
 
     def create_and_start(self, spec: PilotSpec) -> str:
@@ -334,7 +348,7 @@ class DockerEngine:
                 parsed.repository, tag=parsed.pull_tag, stream=True, decode=True
             ):
                 if isinstance(message, Mapping) and message.get("error"):
-                    raise EngineError(f"pull {ref}: {message['error']}")
+                    raise EngineError(f"pull {ref}: {safe_text(message['error'])}")
 
         self._call(f"pull {ref}", pull, not_found=NoSuchImage)
 

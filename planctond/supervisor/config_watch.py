@@ -5,6 +5,17 @@ succeeds says what it changes for running pilots (`config-loaded`): a changed sp
 pilots finish their work, changed limits are applied to them in place, a removed pool's pilots
 are stopped by the next decision.
 
+Nothing in the file ever costs the running host its pilots:
+
+- the file is read bounded (`read_limited`): a FIFO or /dev/zero in its place is a rejection,
+  not a stuck watch;
+- a file that was loaded and has vanished (a config tool replacing it, an admin moving it) is a
+  rejection too, never a fall back to the built-in dummy pool: the defaults are for a host that
+  never had a file, and the rule lives here, on what any loader returns, so no loader repeats it;
+- a loader that fails with anything but `ConfigError` (a bug) is a rejection with the traceback
+  logged, not the death of this root task;
+- each rejection is said once per change of the file, and once per explicit request.
+
 Writes to the context: `config`, `stop_pilots_on_exit`, `last_error`.
 """
 
@@ -13,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
-from planctond.config.errors import ConfigError
+from planctond.config.errors import ConfigError, Problem
+from planctond.config.files import read_limited
 from planctond.config.model import Config, PoolConfig
 from planctond.engine.spec import resource_limits
 from planctond.supervisor.api import ControlError
@@ -28,15 +41,25 @@ log = logging.getLogger(__name__)
 Loader = Callable[[str | None], Config]
 
 
+# Beyond any config an admin writes; the loader refuses such a file, this only has to notice it.
+DIGEST_LIMIT = 16 * 1024 * 1024
+
+
 def file_digest(path: str | None) -> str:
-    """What the config file holds, to notice a change: "" without a file, "absent" when gone."""
+    """What the config file holds, to notice a change: "" without a file, "absent" when gone.
+    A file that cannot be read (a directory, a FIFO, too big) is told apart by its metadata."""
     if not path:
         return ""
     try:
-        with open(path, "rb") as fh:
-            return hashlib.sha256(fh.read()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_limited(path, DIGEST_LIMIT)).hexdigest()
+    except FileNotFoundError:
         return "absent"
+    except OSError as exc:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"unreadable: {exc}"
+        return f"unreadable: {st.st_mode:o} {st.st_ino} {st.st_size} {st.st_mtime_ns}"
 
 
 def describe_changes(old: Config, new: Config) -> list[str]:
@@ -79,6 +102,7 @@ class ConfigWatch:
         self._runner = runner
         self._update_resources = update_resources
         self._digest = file_digest(ctx.config_path)
+        self._last_crash = ""
 
     async def run(self) -> None:
         """Root task: reload when the file's content changes (checked every `config_check`)."""
@@ -89,7 +113,6 @@ class ConfigWatch:
                 return
             digest = await self._runner.call(file_digest, ctx.config_path)
             if digest != self._digest:
-                self._digest = digest
                 log.info("%s changed; reloading", ctx.config_path)
                 # A bad file was said as config-rejected; the last good config stays.
                 with contextlib.suppress(ControlError):
@@ -99,17 +122,49 @@ class ConfigWatch:
         """Raises ControlError (the last good config stays) when the new one is invalid."""
         ctx = self._ctx
         try:
+            # Taken before reading: a change made while loading is noticed at the next check.
+            self._digest = await self._runner.call(file_digest, ctx.config_path)
             new = await self._runner.call(self._loader, ctx.config_path)
+            self._refuse_gone_file(new)
         except ConfigError as exc:
-            ctx.last_error = str(exc)
-            ctx.emit(
-                EventKind.CONFIG_REJECTED,
-                f"config rejected, keeping the last good one: {exc}",
-                reason=str(exc),
-            )
+            self._reject(str(exc))
             raise ControlError(str(exc)) from exc
-        self._digest = file_digest(ctx.config_path)
+        except Exception as exc:
+            message = self._loader_failed(exc)
+            self._reject(message)
+            raise ControlError(message) from exc
+        self._last_crash = ""
         await self._apply(new)
+
+    def _refuse_gone_file(self, new: Config) -> None:
+        """A loader gives the built-in defaults (`source` None) for a missing file; that is
+        right at a first start without one, wrong once a file was loaded: it has gone."""
+        old = self._ctx.config.source
+        if new.source is None and old is not None:
+            raise ConfigError(
+                [
+                    Problem(
+                        old, "", None, "the file is gone (moved or deleted); loaded when it is back"
+                    )
+                ]
+            )
+
+    def _loader_failed(self, exc: Exception) -> str:
+        """A loader bug must not stop the daemon: a rejection, its traceback logged once."""
+        message = f"{self._ctx.config_path}: cannot load (a bug: {type(exc).__name__}: {exc})"
+        if message != self._last_crash:
+            self._last_crash = message
+            log.error("the config loader failed", exc_info=exc)
+        return message
+
+    def _reject(self, reason: str) -> None:
+        ctx = self._ctx
+        ctx.last_error = reason
+        ctx.emit(
+            EventKind.CONFIG_REJECTED,
+            f"config rejected, keeping the last good one: {reason}",
+            reason=reason,
+        )
 
     async def _apply(self, new: Config) -> None:
         ctx = self._ctx

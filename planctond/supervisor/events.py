@@ -1,5 +1,9 @@
 """Events the supervisor emits: one stream that the stderr log, journald, D-Bus signals and
-monitoring all subscribe to, so each transport reports the same facts with the same fields."""
+monitoring all subscribe to, so each transport reports the same facts with the same fields.
+
+An Event only ever holds safe text (`planctond.text.safe_text`): its fields reach D-Bus signals,
+Status() and the journal, and one unsendable string kept in `EventBus.recent` would otherwise fail
+every Status() reply until it aged out, whatever the cause had been and however it was fixed."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from planctond.text import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,16 @@ class Event:
     state: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        """Text from outside (Docker, a config file) may reach an event unchecked by its emitter:
+        it is made safe here, the one door every transport's data goes through."""
+        for name in ("message", "pilot", "pilot_id", "pool", "reason", "state"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, safe_text(value))
+        extra = {safe_text(k): safe_text(v) for k, v in self.extra.items()}
+        object.__setattr__(self, "extra", extra)
 
     def fields(self) -> dict[str, str]:
         """Structured fields (journald style, upper-case PLANCTON_* keys)."""

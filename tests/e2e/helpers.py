@@ -163,6 +163,24 @@ def unit_prop(host: SystemdHost, prop: str) -> str:
     return host.check(["systemctl", "show", "-p", prop, "--value", UNIT]).strip()
 
 
+def unit_props(host: SystemdHost, *props: str) -> dict[str, str]:
+    """Several properties read at one instant (one `systemctl show`), not one after another."""
+    out = host.check(["systemctl", "show", *(f"--property={p}" for p in props), UNIT])
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+_TIMESPAN_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def timespan_seconds(text: str) -> float:
+    """`systemctl show`'s time spans ("5s", "1min 30s", "100ms") in seconds."""
+    total = 0.0
+    for part in text.split():
+        number = part.rstrip("abcdefghijklmnopqrstuvwxyz")
+        total += float(number) * _TIMESPAN_UNITS[part[len(number) :]]
+    return total
+
+
 def main_pid(host: SystemdHost) -> int:
     return int(unit_prop(host, "MainPID"))
 

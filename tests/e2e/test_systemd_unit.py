@@ -13,6 +13,7 @@ import time
 import pytest
 
 from planctond import constants as C
+from planctond.cli.daemon import EX_CONFIG
 from tests.e2e.conftest import HostFactory
 from tests.e2e.helpers import (
     UNIT,
@@ -24,7 +25,9 @@ from tests.e2e.helpers import (
     pilot_config,
     pilot_ids,
     status,
+    timespan_seconds,
     unit_prop,
+    unit_props,
     wait_active,
     wait_pilots,
     write_config,
@@ -113,14 +116,30 @@ def test_start_reaches_active_only_after_ready(host: SystemdHost) -> None:
     wait_pilots(host, PILOTS)
 
 
-def test_start_with_an_invalid_config_never_becomes_active(host: SystemdHost) -> None:
+def test_start_with_an_invalid_config_fails_with_78_and_is_not_restarted(
+    host: SystemdHost,
+) -> None:
+    """A config that cannot be used is not fixed by restarting: the unit ends `failed` with
+    EX_CONFIG at once and stays there (no restart every RestartSec), whatever the root prestart,
+    which reads the same file, made of it."""
     good = host.check(["cat", C.DEFAULT_CONFIG_PATH])
     host.check(["systemctl", "stop", UNIT])
     write_config(host, "pools:\n  default:\n    cpus: lots\n")
     try:
+        host.exec(["systemctl", "reset-failed", UNIT])
         rc, out = host.exec(["systemctl", "start", UNIT])
         assert rc != 0, out
-        assert unit_prop(host, "ActiveState") != "active"
+        restart_sec = timespan_seconds(unit_prop(host, "RestartUSec"))
+        assert restart_sec > 0
+        time.sleep(restart_sec * 2 + 2)  # a restart, had there been one, has happened by now
+        props = unit_props(host, "ActiveState", "Result", "ExecMainCode", "ExecMainStatus")
+        assert props == {
+            "ActiveState": "failed",
+            "Result": "exit-code",
+            "ExecMainCode": "1",  # CLD_EXITED: the daemon itself exited, nobody killed it
+            "ExecMainStatus": str(EX_CONFIG),
+        }, props
+        assert unit_prop(host, "NRestarts") == "0"
         assert "cpus" in host.check(
             ["journalctl", "--no-pager", "-o", "cat", "-u", UNIT, "-n", "30"]
         )

@@ -97,6 +97,51 @@ def test_pilots_spawn_to_fit_and_carry_labels(
         assert hc["CgroupParent"] == C.CGROUP_PARENT_CGROUPFS
 
 
+def test_pilots_run_with_the_safe_defaults_and_a_bounded_log(
+    daemon_factory: DaemonFactory, docker_client: Any, busybox_image: str
+) -> None:
+    """What build_spec promises, read back from real pilots: the engine took every default, and
+    a chatty pilot's json-file log really rotates within its bounds."""
+    chatty = (
+        "  chatty:\n"
+        "    image: busybox:latest\n"
+        "    pull: never\n"
+        '    command: ["sh", "-c", "yes 0123456789abcdef | head -c 2000000; sleep 600"]\n'
+        "    cpus: 0.1\n"
+        "    memory: 64M\n"
+        '    max_pilots: "1"\n'
+        "    log_max_size: 64K\n"
+        "    log_max_files: 2\n"
+    )
+    d = daemon_factory(pool_config(max_pilots="1", extra_pool=chatty))
+    wait_for(lambda: len(pilots(docker_client, d.instance_id)) == 2, 30, message=d.tail)
+    by_pool = {c.labels[C.LABEL_POOL]: c for c in pilots(docker_client, d.instance_id)}
+    hc = by_pool["default"].attrs["HostConfig"]
+    assert hc["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {
+            "max-size": str(C.DEFAULT_LOG_MAX_SIZE),
+            "max-file": str(C.DEFAULT_LOG_MAX_FILES),
+        },
+    }
+    assert set(C.DEFAULT_CAP_DROP) <= set(hc["CapDrop"])
+    assert "NET_RAW" in hc["CapDrop"]
+    assert hc["SecurityOpt"] == ["no-new-privileges:true"]
+    assert hc["Privileged"] is False
+
+    # 2 MB written at once against 2 files of 64 KiB: rotated, the oldest dropped.
+    log = Path(by_pool["chatty"].attrs["LogPath"])
+    if not log.exists():
+        pytest.skip(f"the engine's log files are not on this machine ({log})")
+    wait_for(lambda: log.with_name(log.name + ".1").exists(), 30, message=d.tail)
+    time.sleep(1)  # let dockerd write what is left of the burst
+    files = sorted(log.parent.glob(log.name + "*"))
+    assert [f.name for f in files] == [log.name, log.name + ".1"]
+    assert all(f.stat().st_size <= 64 * 1024 + 4096 for f in files), [
+        (f.name, f.stat().st_size) for f in files
+    ]
+
+
 def test_exited_pilot_is_replaced_within_a_second(
     daemon_factory: DaemonFactory, docker_client: Any, busybox_image: str
 ) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import grp
 import json
+import logging
 import pwd
 import sys
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -19,7 +21,7 @@ from dbus_next.constants import MessageFlag, MessageType
 from dbus_next.message import Message
 
 from planctond.constants import BUS_NAME, INTERFACE, OBJECT_PATH
-from planctond.control import dbus_errors
+from planctond.control import dbus_errors, dbus_service
 from planctond.control.authz import Authorizer
 from planctond.control.dbus_private import harden
 from planctond.control.dbus_service import BusNameError, DBusService, serve
@@ -503,6 +505,133 @@ def test_malformed_calls_are_rejected_and_the_service_lives_on(bus: PrivateBus) 
             await client.wait_signal("StateChanged")
             assert ctrl.calls == ["drain"]
             assert unwrap((await client.ok("Status"))[0])["state"] == "draining"
+
+    run(scenario())
+
+
+# --- text that cannot be sent, one-way calls ----------------------------------------------------
+
+
+def test_unsendable_text_gets_an_answer_and_fixing_it_cures_status(bus: PrivateBus) -> None:
+    """A lone surrogate (a config key read with surrogateescape) in last_error and in an event:
+    Status answers Failed instead of nothing, the event was made safe as it entered, and once
+    the text is fixed Status answers normally again. A NUL never reaches the wire either: the bus
+    would drop planctond for it."""
+
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, service, client):
+            good = ctrl.status()
+            ctrl.report = dataclasses.replace(good, last_error="config.yaml: pools.\udcff: unknown")
+            ctrl.events.emit(Event(EventKind.CONFIG_REJECTED, "key '\udcff\x00' is unknown"))
+            name, text = await client.error("Status")
+            assert name == dbus_errors.FAILED
+            assert "last_error" in text and "not UTF-8" in text and "journal" in text
+            assert (await client.ok("ListPilots"))[0]  # the other members go on as before
+
+            ctrl.report = dataclasses.replace(good, docker_error="a\x00b")
+            name, text = await client.error("Status")
+            assert name == dbus_errors.FAILED and "docker_error: a NUL character" in text
+            assert service.bus.connected
+
+            # Text that got past the Event's own check (here by force) is still caught.
+            sneaky = Event(EventKind.IMAGE, "fine")
+            object.__setattr__(sneaky, "message", "pull \udcff")
+            ctrl.events.recent.append(sneaky)
+            name, text = await client.error("Status")
+            assert name == dbus_errors.FAILED and "recent_events" in text
+            ctrl.events.recent.remove(sneaky)
+
+            ctrl.report = None  # the config is fixed
+            s = unwrap((await client.ok("Status"))[0])
+            assert s["last_error"] == ""
+            assert s["recent_events"][-1]["message"] == "key '\\udcff\\x00' is unknown"
+
+    run(scenario())
+
+
+def test_a_reply_that_fails_to_marshal_is_answered_failed(
+    bus: PrivateBus, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the check before the wire, dbus-next's marshaller raises while sending: the caller
+    still gets Failed, and the journal says why."""
+    monkeypatch.setattr(dbus_service, "unsendable", lambda body: None)
+
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, _svc, client):
+            ctrl.report = dataclasses.replace(ctrl.status(), version="0.1\udcff")
+            name, text = await client.error("Status")
+            assert name == dbus_errors.FAILED
+            assert "could not be sent (UnicodeEncodeError)" in text
+            ctrl.report = None
+            assert unwrap((await client.ok("Status"))[0])["version"] == "0.1.0"
+
+    run(scenario())
+    assert any(
+        "reply to Status" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+    )
+
+
+def _one_way(member: str) -> Message:
+    return Message(destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member=member,
+                   flags=MessageFlag.NO_REPLY_EXPECTED)  # fmt: skip
+
+
+def test_one_way_calls_from_callers_that_leave_act_or_say_why(
+    bus: PrivateBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`dbus-send` without --print-reply, and a connection that sends and hangs up at once: the
+    bus forgets who they were, so their uid may no longer be checkable. Either the action happens
+    or a warning names the member, the sender and why; never silence."""
+    caplog.set_level(logging.INFO, logger=dbus_service.__name__)
+
+    def refusal(member: str, sender: str = ":1.") -> str | None:
+        for r in caplog.records:
+            line = r.getMessage()
+            if r.levelno == logging.WARNING and f"refused {member} from {sender}" in line:
+                return line
+        return None
+
+    async def settled(ctrl: FakeController, member: str, sender: str = ":1.") -> str | None:
+        for _ in range(500):
+            if member.lower() in ctrl.calls or refusal(member, sender):
+                return refusal(member, sender)
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"one-way {member}: neither done nor refused in the log")
+
+    async def scenario() -> None:
+        async with served(bus) as (ctrl, _svc, client):
+            proc = await asyncio.create_subprocess_exec(
+                "dbus-send", f"--bus={bus.address}", f"--dest={BUS_NAME}", OBJECT_PATH,
+                f"{INTERFACE}.Drain",
+            )  # fmt: skip
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+            line = await settled(ctrl, "Drain")
+            assert line is None or ("one-way" in line and "left the bus" in line), line
+
+            gone = await MessageBus(bus_address=bus.address).connect()
+            sender = str(gone.unique_name)
+            await gone.send(_one_way("Stop"))  # written to the socket; then hang up at once
+            gone.disconnect()
+            line = await settled(ctrl, "Stop", sender)
+            assert line is None or ("one-way" in line and "left the bus" in line), line
+
+            # A one-way caller that stays is checked, and what fails is logged, not dropped.
+            ctrl.reload_error = "config.yaml: line 3: expected a number"
+            assert await client.call("Reload", flags=MessageFlag.NO_REPLY_EXPECTED) is None
+            for _ in range(500):
+                if any("(one-way call) failed" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.01)
+            (failed,) = [
+                r.getMessage() for r in caplog.records if "(one-way call) failed" in r.getMessage()
+            ]
+            assert failed.startswith(f"Reload from {client.bus.unique_name} ")
+            assert failed.endswith(ctrl.reload_error)
+            assert unwrap((await client.ok("Status"))[0])["state"] in (
+                "active",
+                "draining",
+                "stopped",
+            )
 
     run(scenario())
 

@@ -27,6 +27,7 @@ class FakeController:
         self.reload_error: str | None = None
         self.crash: Exception | None = None  # raised by every method, to test the boundary
         self.hang: asyncio.Event | None = None  # state changes wait for it, to test shutdown
+        self.report: StatusReport | None = None  # what status() says instead of its own report
         self.started = time.time() - 42
         self.pilot_list: list[PilotInfo] = [
             PilotInfo("3f2a" * 16, "plancton-default-3f2a", "default", "running", time.time() - 125, 0.93, "busybox:latest"),
@@ -79,6 +80,8 @@ class FakeController:
     def status(self) -> StatusReport:
         self.reads["status"] += 1
         self._maybe_crash()
+        if self.report is not None:
+            return self.report
         phases = self._phases()
         return StatusReport(
             state=self.state,

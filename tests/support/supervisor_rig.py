@@ -19,6 +19,7 @@ from typing import Any, ParamSpec
 
 from planctond import constants as C
 from planctond.config.loader import load_config
+from planctond.supervisor.config_watch import Loader
 from planctond.supervisor.events import Event, EventKind
 from planctond.supervisor.state_store import StateStore
 from planctond.supervisor.supervisor import Supervisor
@@ -70,6 +71,8 @@ class Rig:
         self.engine = FakeEngine(INSTANCE)
         self.host = FakeHost()
         self.store = StateStore(str(tmp_path / "state"))
+        # What reloads call, as the daemon's does; a test may put a broken one in its place.
+        self.loader: Loader = lambda path: load_config(path, missing_ok=True)
         self.events: list[Event] = []
         self.sup: Supervisor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -88,7 +91,7 @@ class Rig:
         self.sup = Supervisor(
             cfg,
             config_path=str(self.config_path),
-            loader=lambda path: load_config(path, missing_ok=True),
+            loader=lambda path: self.loader(path),
             engine=self.engine,
             store=self.store,
             instance=INSTANCE,
@@ -121,6 +124,14 @@ class Rig:
     def running(self) -> list[FakeContainer]:
         return self.pilots("running")
 
+    def alive(self) -> bool:
+        """Is the supervisor's run() still going? Raises what ended it, if anything did."""
+        assert self._task is not None
+        if self._task.done():
+            self._task.result()
+            return False
+        return True
+
     def kinds(self, kind: EventKind) -> list[Event]:
         return [e for e in self.events if e.kind is kind]
 
@@ -140,8 +151,7 @@ class Rig:
         while not pred():
             if loop.time() - t0 > within:
                 raise AssertionError(f"not within {within}s: {what}\n{self.say()}")
-            if self._task is not None and self._task.done():
-                self._task.result()
+            if self._task is not None and not self.alive():
                 raise AssertionError(f"the supervisor stopped while waiting for {what}")
             await asyncio.sleep(0.05)
         return loop.time() - t0

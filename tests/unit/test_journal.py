@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -90,7 +93,7 @@ def test_no_journald_falls_back_to_stderr(
 
 def test_record_carries_journal_fields(restore_logging: None) -> None:
     """The mapping LogRecord -> JournalHandler fields, checked with the real handler class."""
-    from systemd.journal import JournalHandler
+    JournalHandler = pytest.importorskip("systemd.journal").JournalHandler
 
     sent: list[tuple[str, dict[str, object]]] = []
 
@@ -121,41 +124,73 @@ def test_record_carries_journal_fields(restore_logging: None) -> None:
     assert fields["PRIORITY"] == "6"
 
 
+def parse_entry(data: bytes) -> dict[str, str]:
+    """One native-protocol datagram -> its fields (both the KEY=value and the binary-safe form)."""
+    fields = {}
+    while data:
+        nl = data.index(b"\n")
+        line, data = data[:nl], data[nl + 1 :]
+        if b"=" in line:
+            k, v = line.split(b"=", 1)
+        else:  # binary-safe form: KEY\n<le64 size><value>\n
+            k = line
+            (n,) = struct.unpack("<Q", data[:8])
+            v, data = data[8 : 8 + n], data[8 + n + 1 :]
+        fields[k.decode()] = v.decode()
+    return fields
+
+
+def killed_event() -> Event:
+    return Event(
+        EventKind.PILOT_KILLED,
+        "owner needs the CPU",
+        pilot="plancton-default-3f2a",
+        pilot_id="c0ffee",
+        pool="default",
+        reason="owner-cpu",
+        exit_code=137,
+    )
+
+
+def assert_killed_entry(f: dict[str, str]) -> None:
+    assert f["MESSAGE"] == "pilot-killed plancton-default-3f2a (pool default): owner needs the CPU"
+    assert f["MESSAGE_ID"] == journal.MESSAGE_IDS[EventKind.PILOT_KILLED].hex
+    assert f["PRIORITY"] == "4"
+    assert f["SYSLOG_IDENTIFIER"] == "planctond"
+    assert f["LOGGER"] == journal.EVENT_LOGGER
+    assert f["PLANCTON_EVENT"] == "pilot-killed"
+    assert f["PLANCTON_PILOT"] == "plancton-default-3f2a"
+    assert f["PLANCTON_PILOT_ID"] == "c0ffee"
+    assert f["PLANCTON_POOL"] == "default"
+    assert f["PLANCTON_REASON"] == "owner-cpu"
+    assert f["PLANCTON_EXIT_CODE"] == "137"
+    assert f["CODE_FUNC"] == "log_event"
+
+
 # Runs inside a private mount namespace with a fresh /run, so the real libsystemd sd_journal_sendv
 # writes to our socket at the one path it knows, without touching the host.
 _WIRE_SCRIPT = textwrap.dedent(
     """
-    import json, logging, os, socket, struct, subprocess, sys
+    import base64, json, logging, os, socket, subprocess
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
     os.makedirs("/run/systemd/journal")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("/run/systemd/journal/socket")
     sock.settimeout(10)
     from planctond.control import journal
-    from planctond.supervisor.events import Event, EventKind
+    from tests.unit.test_journal import killed_event
     journal.setup_logging(foreground=False)
     kinds = [type(h).__name__ for h in logging.getLogger().handlers]
-    journal.log_event(Event(EventKind.PILOT_KILLED, "owner needs the CPU", pilot="plancton-default-3f2a",
-                            pilot_id="c0ffee", pool="default", reason="owner-cpu", exit_code=137))
-    data = sock.recv(65536)
-    fields = {}
-    while data:
-        nl = data.index(b"\\n")
-        line, data = data[:nl], data[nl + 1:]
-        if b"=" in line:
-            k, v = line.split(b"=", 1)
-        else:  # binary-safe form: KEY\\n<le64 size><value>\\n
-            k = line
-            (n,) = struct.unpack("<Q", data[:8])
-            v, data = data[8:8 + n], data[8 + n + 1:]
-        fields[k.decode()] = v.decode()
-    print(json.dumps({"handlers": kinds, "fields": fields}))
+    journal.log_event(killed_event())
+    data = base64.b64encode(sock.recv(65536)).decode()
+    print(json.dumps({"handlers": kinds, "datagram": data}))
     """
 )
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
 def test_fields_arrive_on_journald_socket() -> None:
+    pytest.importorskip("systemd.journal")
     proc = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", _WIRE_SCRIPT],
         cwd=ROOT,
@@ -168,17 +203,67 @@ def test_fields_arrive_on_journald_socket() -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert "JournalHandler" in out["handlers"]
-    f = out["fields"]
-    assert f["MESSAGE"] == "pilot-killed plancton-default-3f2a (pool default): owner needs the CPU"
-    assert f["MESSAGE_ID"] == journal.MESSAGE_IDS[EventKind.PILOT_KILLED].hex
-    assert f["PRIORITY"] == "4"
-    assert f["SYSLOG_IDENTIFIER"] == "planctond"
-    assert f["PLANCTON_EVENT"] == "pilot-killed"
-    assert f["PLANCTON_PILOT"] == "plancton-default-3f2a"
-    assert f["PLANCTON_PILOT_ID"] == "c0ffee"
-    assert f["PLANCTON_POOL"] == "default"
-    assert f["PLANCTON_REASON"] == "owner-cpu"
-    assert f["PLANCTON_EXIT_CODE"] == "137"
+    assert_killed_entry(parse_entry(base64.b64decode(out["datagram"])))
+
+
+@pytest.fixture
+def without_python3_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As after a plain `pip install`: importing systemd.journal raises ImportError."""
+    monkeypatch.setitem(sys.modules, "systemd.journal", None)
+
+
+@pytest.fixture
+def journald(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A socket standing in for journald's, at the path setup_logging looks at."""
+    path = tmp_path / "journal.socket"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(5)
+    monkeypatch.setattr(journal, "JOURNAL_SOCKET", str(path))
+    yield sock
+    sock.close()
+
+
+def test_native_protocol_without_python3_systemd(
+    restore_logging: None, without_python3_systemd: None, journald: socket.socket
+) -> None:
+    """The same entry libsystemd sends (test above), spoken by planctond itself."""
+    journal.setup_logging(foreground=False)
+    ours = [h for h in logging.getLogger().handlers if getattr(h, "_planctond_handler", False)]
+    assert [type(h) for h in ours] == [journal.JournalSocketHandler]
+    journal.log_event(killed_event())
+    assert_killed_entry(parse_entry(journald.recv(65536)))
+
+
+def test_native_protocol_keeps_newlines_and_tracebacks(
+    restore_logging: None, without_python3_systemd: None, journald: socket.socket
+) -> None:
+    journal.setup_logging(foreground=False)
+    log = logging.getLogger("planctond.test")
+    log.warning("first line\nsecond line = still the message")
+    assert parse_entry(journald.recv(65536))["MESSAGE"] == (
+        "first line\nsecond line = still the message"
+    )
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        log.exception("failed")
+    f = parse_entry(journald.recv(65536))
+    assert f["PRIORITY"] == "3"
+    assert f["MESSAGE"].startswith("failed\nTraceback")
+    assert "RuntimeError: boom" in f["EXCEPTION_TEXT"]
+
+
+def test_native_protocol_falls_back_to_stderr_when_journald_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """journald gone after start-up, or an entry too large for a datagram: the line is not lost."""
+    handler = journal.JournalSocketHandler(str(tmp_path / "gone"), SYSLOG_IDENTIFIER="planctond")
+    try:
+        handler.handle(logging.makeLogRecord({"msg": "pilot-killed p", "levelno": logging.WARNING}))
+    finally:
+        handler.close()
+    assert capsys.readouterr().err == "<4>pilot-killed p\n"
 
 
 @pytest.mark.skipif(shutil.which("journalctl") is None, reason="needs journalctl")

@@ -1,25 +1,45 @@
-"""SystemdNotifier against a real notify socket: libsystemd's sd_notify writes the datagrams."""
+"""SystemdNotifier against a real notify socket bound by the test: libsystemd's sd_notify writes
+the datagrams where python3-systemd is installed, planctond's own `send_datagram` where it is not
+(a pip install without the C extension). Both paths run every test below that takes `code_path`."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+import struct
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from planctond.control import notify
 from planctond.control.notify import SystemdNotifier, watchdog_interval
+
+
+@pytest.fixture(params=["libsystemd", "protocol"])
+def code_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which sender SystemdNotifier() picks: "protocol" hides python3-systemd as if absent."""
+    if request.param == "libsystemd":
+        pytest.importorskip("systemd.daemon")
+    else:
+        monkeypatch.setitem(sys.modules, "systemd.daemon", None)  # import raises ImportError
+    return str(request.param)
+
+
+def bound(address: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(5)
+    return sock
 
 
 @pytest.fixture
 def notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
-    path = tmp_path / "notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(5)
-    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    sock = bound(str(tmp_path / "notify"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     yield sock
     sock.close()
 
@@ -29,7 +49,14 @@ def recv(sock: socket.socket) -> dict[str, str]:
     return dict(line.split("=", 1) for line in data.splitlines())
 
 
-def test_ready_status_reload_stopping_watchdog(notify_socket: socket.socket) -> None:
+def test_the_protocol_is_used_without_python3_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "systemd.daemon", None)
+    assert notify.default_sender() is notify.send_datagram
+
+
+def test_ready_status_reload_stopping_watchdog(
+    code_path: str, notify_socket: socket.socket
+) -> None:
     n = SystemdNotifier()
     n.ready("active: 0/2 pilots")
     assert recv(notify_socket) == {"READY": "1", "STATUS": "active: 0/2 pilots"}
@@ -52,7 +79,36 @@ def test_ready_status_reload_stopping_watchdog(notify_socket: socket.socket) -> 
     assert os.environ.get("NOTIFY_SOCKET")
 
 
-def test_unchanged_status_is_not_resent(notify_socket: socket.socket) -> None:
+def test_abstract_socket(code_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd may hand out an abstract socket, written with a leading '@'."""
+    name = f"planctond-test-{secrets.token_hex(8)}"
+    sock = bound("\0" + name)
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        SystemdNotifier().ready("up")
+        assert recv(sock) == {"READY": "1", "STATUS": "up"}
+    finally:
+        sock.close()
+
+
+def test_datagram_carries_our_pid_for_notify_access_main(
+    code_path: str, notify_socket: socket.socket
+) -> None:
+    """NotifyAccess=main accepts a message only from the main pid, which the kernel attaches."""
+    notify_socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    SystemdNotifier().watchdog()
+    ucred = struct.calcsize("3i")
+    data, ancillary, _, _ = notify_socket.recvmsg(4096, socket.CMSG_SPACE(ucred))
+    assert data == b"WATCHDOG=1"
+    creds = [
+        d
+        for level, kind, d in ancillary
+        if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)
+    ]
+    assert creds and struct.unpack("3i", creds[0][:ucred])[0] == os.getpid()
+
+
+def test_unchanged_status_is_not_resent(code_path: str, notify_socket: socket.socket) -> None:
     n = SystemdNotifier()
     n.status("a")
     n.status("a")
@@ -61,7 +117,7 @@ def test_unchanged_status_is_not_resent(notify_socket: socket.socket) -> None:
     assert recv(notify_socket) == {"STATUS": "b"}
 
 
-def test_noop_without_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_noop_without_socket(code_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     n = SystemdNotifier()
     assert not n.enabled
@@ -71,9 +127,13 @@ def test_noop_without_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     n.stopping()
 
 
-def test_dead_socket_is_tolerated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
+@pytest.mark.parametrize("address", ["/nonexistent/nobody-listens", "relative/socket"])
+def test_dead_or_odd_socket_is_tolerated(
+    code_path: str, address: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
     SystemdNotifier().watchdog()  # must not raise
+    assert "sd_notify(WATCHDOG=1) failed" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from planctond import __version__
 from planctond import constants as C
+from planctond.cli.daemon import EX_CONFIG
 from planctond.config.loader import load_config
 from planctond.config.model import Config
 
@@ -64,6 +67,32 @@ def test_service_is_a_notify_service_with_watchdog_and_reload(
     assert one(service, "Install.WantedBy") == "multi-user.target"
 
 
+def test_a_config_error_is_not_restarted_forever(service: dict[str, list[str]]) -> None:
+    """planctond exits 78 on a config it cannot use; restarting would repeat that every RestartSec."""
+    assert one(service, "Service.RestartPreventExitStatus") == str(EX_CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("setup_rc", "passes"), [(0, True), (EX_CONFIG, True), (1, False), (2, False)]
+)
+def test_prestart_lets_only_a_config_error_through(
+    service: dict[str, list[str]], tmp_path: Path, setup_rc: int, passes: bool
+) -> None:
+    """The root prestart reads the same config. Its 78 must not fail the start (systemd restarts
+    on a failed ExecStartPre=, RestartPreventExitStatus= only looks at the main process): the
+    daemon then says what is wrong and exits 78 itself. Anything else (no idle cgroup) fails."""
+    argv = shlex.split(one(service, "Service.ExecStartPre").removeprefix("+"))
+    assert argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3, argv
+    stub = tmp_path / "planctond"
+    stub.write_text(f'#!/bin/sh\n[ "$1" = --setup-cgroup ] || exit 99\nexit {setup_rc}\n')
+    stub.chmod(0o755)
+    # systemd turns "$$" into "$" before running the command line.
+    script = argv[2].replace("$$", "$").replace("/usr/bin/planctond", str(stub))
+    assert "/usr/bin/planctond" in argv[2]
+    rc = subprocess.run(["/bin/sh", "-c", script], timeout=30).returncode
+    assert (rc == 0) is passes, rc
+
+
 def test_service_names_match_the_code(service: dict[str, list[str]]) -> None:
     assert one(service, "Service.BusName") == C.BUS_NAME
     assert one(service, "Service.User") == C.SERVICE_USER
@@ -76,7 +105,7 @@ def test_service_names_match_the_code(service: dict[str, list[str]]) -> None:
 
 def test_only_the_cgroup_setup_runs_as_root(service: dict[str, list[str]]) -> None:
     pre = one(service, "Service.ExecStartPre")
-    assert pre == "+/usr/bin/planctond --setup-cgroup"
+    assert pre.startswith("+/bin/sh -c '/usr/bin/planctond --setup-cgroup ||"), pre
     privileged = [
         v for k, vs in service.items() if k.startswith("Service.Exec") for v in vs if v[:1] in "+!"
     ]

@@ -17,9 +17,13 @@ from typing import Any, TypeVar
 
 import pytest
 from dbus_next.aio.message_bus import MessageBus
+from dbus_next.constants import MessageType, NameFlag
+from dbus_next.message import Message
+from dbus_next.signature import Variant
 
 from planctond.cli import planctonctl
 from planctond.control.authz import Authorizer
+from planctond.control.dbus_marshal import pilot_to_dbus, status_to_dbus
 from planctond.control.dbus_service import serve
 from planctond.supervisor.events import Event, EventKind
 from tests.support.dbus_daemon import (
@@ -310,6 +314,127 @@ def test_not_running_exit_3(bus: PrivateBus) -> None:
         rc, _, err = await ctl(gone, "status")
         assert rc == planctonctl.EXIT_NOT_RUNNING
         assert "cannot connect to the system bus" in err
+
+    run(scenario())
+
+
+# --- replies of an unexpected shape ------------------------------------------------------------
+
+
+def good_status() -> dict[str, Variant]:
+    ctrl = FakeController()
+    ctrl.events.emit(Event(EventKind.PILOT_STARTED, "up", pilot="p", pool="default"))
+    return status_to_dbus(ctrl.status(), ctrl.events.recent)
+
+
+def good_pilots() -> list[Any]:
+    return [pilot_to_dbus(p) for p in FakeController().pilot_list]
+
+
+class Impostor:
+    """Owns org.plancton and answers each member with the (signature, body) a test gives it: a
+    daemon of another version, or something else entirely."""
+
+    def __init__(self, replies: dict[str, tuple[str, list[Any]]]) -> None:
+        self.replies = replies
+
+    def on_message(self, msg: Message) -> Message | bool:
+        if msg.message_type is MessageType.METHOD_CALL and msg.member in self.replies:
+            signature, body = self.replies[msg.member]
+            return Message.new_method_return(msg, signature, body)
+        return False
+
+
+def _with(status: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**status, **changes}
+
+
+def _without(status: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k != key}
+
+
+def _pools(status: dict[str, Any], pool: dict[str, Any]) -> dict[str, Any]:
+    return _with(status, pools=Variant("aa{sv}", [pool]))
+
+
+S, P = good_status(), good_pilots()
+STATE = ("v", [Variant("s", "draining")])
+UNEXPECTED: list[tuple[list[str], dict[str, tuple[str, list[Any]]], str]] = [
+    (["status"], {"Status": ("s", ["hello"])}, "Status answered (s), not (a{sv})"),
+    (["status"], {"Status": ("a{sv}", [_without(S, "ncpus")])}, "Status has no ncpus"),
+    (["status"], {"Status": ("a{sv}", [_with(S, ncpus=Variant("s", "2"))])},
+     "Status.ncpus is not a variant of type u"),
+    (["status"], {"Status": ("a{sv}", [_pools(S, {"running": Variant("u", 1)})])},
+     "Status.pools[0] has no name, frozen, allowed, backoff_until_usec, note"),
+    (["status"], {"Status": ("a{sv}", [_with(S, extra=Variant("a{sv}", {}))])},
+     "Status.extra is not a variant of type a{ss}"),
+    (["status", "--json"], {"Status": ("a{sv}", [S]), "ListPilots": ("as", [["x"]])},
+     "ListPilots answered (as), not (a(ssssstd))"),
+    (["pilots"], {"ListPilots": ("a(ssssstd)", [[["n", "i", "p", "running", "img", 1, 0.5]] * 2 + [["n", "i", "p", "x", "img", 2, 0.5]]])}, ""),
+    (["pilots"], {"ListPilots": ("a(ssssstt)", [[["n", "i", "p", "r", "img", 1, 5]]])},
+     "ListPilots answered (a(ssssstt)), not (a(ssssstd))"),
+    (["drain"], {"Drain": ("s", ["ok"])}, "Drain answered (s), not ()"),
+    (["drain"], {"Drain": ("", []), "Get": ("v", [Variant("u", 3)])},
+     "State is not a variant of type s"),
+    (["drain"], {"Drain": ("", []), "Get": ("s", ["active"])}, "Get answered (s), not (v)"),
+]  # fmt: skip
+
+
+@needs_bus
+def test_unexpected_replies_are_one_clear_line_and_exit_1(bus: PrivateBus) -> None:
+    async def scenario() -> None:
+        server = await MessageBus(bus_address=bus.address).connect()
+        impostor = Impostor({})
+        server.add_message_handler(impostor.on_message)
+        await server.request_name("org.plancton", NameFlag.DO_NOT_QUEUE)
+        try:
+            for args, replies, expected in UNEXPECTED:
+                impostor.replies = replies
+                rc, out, err = await ctl(bus, *args)
+                if not expected:  # a well-formed reply: planctonctl must simply work
+                    assert rc == 0, err
+                    continue
+                assert rc == planctonctl.EXIT_FAILED, (args, out, err)
+                assert err == f"planctonctl: unexpected reply from planctond: {expected}\n"
+                assert out == ""
+        finally:
+            server.disconnect()
+
+    run(scenario())
+
+
+@needs_bus
+def test_huge_and_hostile_values_are_printed_safely(bus: PrivateBus) -> None:
+    """Values a correct daemon never sends, yet well typed: planctonctl prints them, bounded and
+    escaped, and neither the terminal nor the exit status suffers."""
+    hostile = _with(
+        S,
+        uptime_s=Variant("d", float("inf")),
+        owner_cpu=Variant("d", float("nan")),
+        last_tick_usec=Variant("t", 2**64 - 1),
+        ncpus=Variant("u", 2**32 - 1),
+        last_error=Variant("s", "\x1b[2J\x1b]0;pwned\x07" + "x" * 100_000),
+        config_path=Variant("s", "/etc/\u2028plancton\n.yaml"),
+        recent_events=Variant("aa{sv}", [{**S["recent_events"].value[0], "time_usec": Variant("t", 2**64 - 1)}]),
+        pools=Variant("aa{sv}", [{**S["pools"].value[1], "backoff_until_usec": Variant("t", 2**63)}]),
+    )  # fmt: skip
+    pilots = [["p\x1b[31m", "id", "pool", "running", "img", 2**64 - 1, float("inf")]]
+
+    async def scenario() -> None:
+        server = await MessageBus(bus_address=bus.address).connect()
+        replies = {"Status": ("a{sv}", [hostile]), "ListPilots": ("a(ssssstd)", [pilots])}
+        server.add_message_handler(Impostor(replies).on_message)
+        await server.request_name("org.plancton", NameFlag.DO_NOT_QUEUE)
+        try:
+            for args in (["status"], ["status", "--json"], ["pilots"]):
+                rc, out, err = await ctl(bus, *args)
+                assert rc == 0, err
+                assert "\x1b" not in out and "\u2028" not in out and "\x07" not in out
+                assert max(len(line) for line in out.splitlines()) < 2200
+            rc, out, _ = await ctl(bus, "status")
+            assert "\\x1b[2J\\x1b]0;pwned\\x07xxx" in out and "/etc/\\u2028plancton\\n.yaml" in out
+        finally:
+            server.disconnect()
 
     run(scenario())
 

@@ -1,0 +1,111 @@
+"""The config schema: every key of every section, the reader that checks its value, and bounds.
+
+One table per section, so what a config file may say is reviewable at a glance and `--help`, the
+docs and the loader cannot disagree. The loader (`loader.py`) walks the file against these tables;
+the readers (`fields.py`, `fields_docker.py`) check single values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import fields as dataclass_fields
+from typing import Any, Final
+
+from planctond import constants as C
+from planctond.config import fields as F
+from planctond.config import fields_docker as D
+from planctond.config.document import Node
+from planctond.config.legacy import LEGACY_KEYS
+from planctond.config.model import PoolConfig
+
+POOL_NAME: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", re.ASCII)
+_CPUS: Final = f"a number of CPUs, {C.MIN_CPUS:g}..{C.MAX_CPUS:g}"
+_OWNER_CPUS: Final = f"a number of CPUs, 0..{C.MAX_CPUS:g}"
+
+# Pool keys that map 1:1 onto a PoolConfig field.
+POOL_SIMPLE: Final[dict[str, Callable[[Node], Any]]] = {
+    "image": D.image,
+    "command": D.argv,
+    "entrypoint": F.optional(D.argv),
+    "cpus": F.number(low=C.MIN_CPUS, high=C.MAX_CPUS, what=_CPUS),
+    "memory": F.size,
+    "swap": F.size,
+    "max_pilots": F.expression,
+    "run_when": F.expression,
+    "per_tick": F.integer(
+        low=1, high=C.MAX_PER_TICK, what=f"a whole number of pilots, 1..{C.MAX_PER_TICK}"
+    ),
+    "ttl": F.duration(positive=True),
+    "stop_grace": F.duration(),
+    "network_mode": D.network_mode,
+    "env": D.env,
+    "binds": F.string_list(D.bind),
+    "devices": F.string_list(D.device),
+    "security_opts": F.string_list(F.text("a security option, e.g. apparmor=PROFILE")),
+    "user": F.optional(F.text("a user: uid[:gid] or name[:group]", D.USER)),
+    "privileged": F.boolean,
+    "labels": D.labels,
+    "nowork_exit_codes": F.exit_codes,
+    "pids_limit": F.integer(
+        low=0,
+        high=C.MAX_PIDS_LIMIT,
+        what=f"a whole number of processes, 0..{C.MAX_PIDS_LIMIT} (0 = no limit)",
+    ),
+    "oom_score_adj": F.integer(low=-1000, high=1000, what="a whole number -1000..1000"),
+    "no_new_privileges": F.boolean,
+    "init": F.boolean,
+    "log_max_size": F.size_of(low=1),
+    "log_max_files": F.integer(
+        low=1, high=C.MAX_LOG_FILES, what=f"a whole number of files, 1..{C.MAX_LOG_FILES}"
+    ),
+    "fail_window": F.duration(positive=True),
+    "backoff_min": F.duration(positive=True),
+    "backoff_max": F.duration(positive=True),
+}
+POOL_KEYS: Final = frozenset({*POOL_SIMPLE, "pull", "capabilities"})
+
+OWNER: Final[dict[str, Callable[[Node], Any]]] = {
+    "reserve": F.number(low=0, high=C.MAX_CPUS, what=_OWNER_CPUS),
+    "margin": F.number(low=0, high=C.MAX_CPUS, what=_OWNER_CPUS),
+    "reserve_memory": F.size,
+    "grace_kill": F.duration(),
+    "grace_spawn": F.duration(),
+    "freeze": F.duration(),
+}
+DOCKER: Final[dict[str, Callable[[Node], Any]]] = {
+    "url": F.optional(F.text("a Docker URL like unix:///run/docker.sock", D.DOCKER_URL)),
+    "cgroup_parent": F.optional(F.text("a cgroup path or a .slice name", re.compile(r"\S+"))),
+    "stop_pilots_on_exit": F.boolean,
+}
+TOP: Final[dict[str, Callable[[Node], Any]]] = {
+    # Floors, because a daemon that wakes up every millisecond spends the owner's CPU on watching.
+    "tick": F.duration(positive=True, minimum=C.MIN_INTERVAL),
+    "config_check": F.duration(positive=True, minimum=C.MIN_INTERVAL),
+    "state_dir": F.absolute_path,
+}
+TOP_KEYS: Final = frozenset({*TOP, "owner", "pools", "defaults", "docker", "monitoring"})
+PULL_KEYS: Final = frozenset({"policy", "refresh"})
+INFLUX_KEYS: Final = frozenset({"url", "database", "verify_tls"})
+HTTP_URL: Final = re.compile(r"https?://[^/\s#]+(?:/\S*)?")
+
+
+def config_keys() -> dict[str, frozenset[str]]:
+    """Every key of the schema by section, for `--help` and the docs."""
+    return {
+        "": TOP_KEYS,
+        "owner": frozenset(OWNER),
+        "docker": frozenset(DOCKER),
+        "pools.<name>": POOL_KEYS,
+        "monitoring": frozenset({"influxdb"}),
+        "legacy (Plancton 0.6)": frozenset(LEGACY_KEYS),
+    }
+
+
+# The schema and the model must agree: a PoolConfig field nobody can set is a bug.
+_UNSETTABLE: Final = (
+    {f.name for f in dataclass_fields(PoolConfig)}
+    - set(POOL_SIMPLE)
+    - {"name", "pull", "pull_refresh", "cap_add", "cap_drop"}
+)
+assert not _UNSETTABLE, f"PoolConfig fields without a config key: {_UNSETTABLE}"
