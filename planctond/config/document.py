@@ -154,7 +154,7 @@ class _BoundedLoader(yaml.SafeLoader):
         if kind is ScalarNode and implicit[0] and len(value) > MAX_NUMBER_TEXT:
             numeric = value.lstrip("+-")[:1] in _NUMBER_STARTS and not value.strip(_NUMBER_CHARS)
             return _INT_TAG if numeric else _STR_TAG
-        tag: str = super().resolve(kind, value, implicit)
+        tag: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
         return tag
 
 
