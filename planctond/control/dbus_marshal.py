@@ -36,7 +36,8 @@ def u32(n: int) -> int:
 def _usec(epoch: float | None) -> int:
     if not epoch or not math.isfinite(epoch) or epoch <= 0:
         return 0
-    return min(round(epoch * 1_000_000), U64_MAX)
+    usec = epoch * 1_000_000  # may overflow to inf for a finite epoch near the float maximum
+    return U64_MAX if usec >= U64_MAX else round(usec)
 
 
 def _pool_dict(p: PoolStatus) -> dict[str, Variant]:

@@ -216,12 +216,21 @@ def state(host: SystemdHost, user: str | None = None) -> str:
 def journal_events(
     host: SystemdHost, event: str, since_cursor: str | None = None
 ) -> list[dict[str, Any]]:
-    """Journal entries of the unit with PLANCTON_EVENT=event, as JSON objects."""
-    argv = ["journalctl", "--no-pager", "-u", UNIT, f"PLANCTON_EVENT={event}", "-o", "json"]
+    """Journal entries of the unit with PLANCTON_EVENT=event, as JSON objects.
+
+    After a cursor, the unit and the field are matched here, not by journalctl: systemd 252's
+    `--after-cursor` skips one entry past the cursor on the assumption that it is the cursor's
+    own; when the cursor's entry does not pass the matches, that skip drops the first entry that
+    does, which is often the only one that matters."""
     if since_cursor:
-        argv.append(f"--after-cursor={since_cursor}")
+        argv = ["journalctl", "--no-pager", "-o", "json", f"--after-cursor={since_cursor}"]
+    else:
+        argv = ["journalctl", "--no-pager", "-u", UNIT, f"PLANCTON_EVENT={event}", "-o", "json"]
     out = host.check(argv)
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [
+        e for e in entries if e.get("PLANCTON_EVENT") == event and e.get("_SYSTEMD_UNIT") == UNIT
+    ]
 
 
 def cursor(host: SystemdHost) -> str:
