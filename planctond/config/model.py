@@ -102,6 +102,9 @@ class OwnerConfig:
     grace_kill: float = C.DEFAULT_GRACE_KILL
     grace_spawn: float = C.DEFAULT_GRACE_SPAWN
     freeze: float = C.DEFAULT_FREEZE  # 0 = never freeze, stop at once
+    # Where the owner's CPU use is read: None = the whole host; else a cgroup (`/path` or a
+    # systemd `NAME.slice`) whose use, less any pilots inside it, is the owner's.
+    cgroup: str | None = None
 
 
 @dataclass(frozen=True)

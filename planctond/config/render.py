@@ -70,6 +70,7 @@ def effective_dict(config: Config) -> dict[str, Any]:
             "grace_kill": format_duration(owner.grace_kill),
             "grace_spawn": format_duration(owner.grace_spawn),
             "freeze": format_duration(owner.freeze),
+            "cgroup": owner.cgroup,
         },
         "docker": {
             "url": config.docker.url,

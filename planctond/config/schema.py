@@ -22,6 +22,11 @@ from planctond.config.model import PoolConfig
 POOL_NAME: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", re.ASCII)
 _CPUS: Final = f"a number of CPUs, {C.MIN_CPUS:g}..{C.MAX_CPUS:g}"
 _OWNER_CPUS: Final = f"a number of CPUs, 0..{C.MAX_CPUS:g}"
+# A cgroup below the root, by path (`/user.slice`, `/owner`) or by systemd slice name; no `.` or
+# `..` steps, so it names one place under every controller's mount.
+OWNER_CGROUP: Final = re.compile(
+    r"(?!.*(?:^|/)\.\.?(?:/|$))(?:/[A-Za-z0-9_.:@-]+)+|[A-Za-z0-9_.:@-]+\.slice", re.ASCII
+)
 
 # Pool keys that map 1:1 onto a PoolConfig field.
 POOL_SIMPLE: Final[dict[str, Callable[[Node], Any]]] = {
@@ -72,6 +77,7 @@ OWNER: Final[dict[str, Callable[[Node], Any]]] = {
     "grace_kill": F.duration(),
     "grace_spawn": F.duration(),
     "freeze": F.duration(),
+    "cgroup": F.optional(F.text("a cgroup path like /user.slice, or a slice name", OWNER_CGROUP)),
 }
 DOCKER: Final[dict[str, Callable[[Node], Any]]] = {
     "url": F.optional(F.text("a Docker URL like unix:///run/docker.sock", D.DOCKER_URL)),

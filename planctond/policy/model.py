@@ -55,10 +55,15 @@ class HostSnapshot:
     mem_available: int
     swap_total: int = 0
     variables: Mapping[str, float | bool] = field(default_factory=dict)  # for expressions
+    # The owner's use read from `owner.cgroup` (its pilots already taken out); None = the host's.
+    scoped_owner_cpu: float | None = None
 
     @property
     def owner_cpu(self) -> float:
-        """What the owner (everything but pilots) used: the pilots' own load never counts."""
+        """What the owner used: everything but pilots, or what ran in `owner.cgroup` but pilots.
+        The pilots' own load never counts."""
+        if self.scoped_owner_cpu is not None:
+            return max(0.0, self.scoped_owner_cpu)
         return max(0.0, self.host_cpu - self.pilots_cpu)
 
 

@@ -193,6 +193,39 @@ def parent_relpath(parent: str, driver: str) -> str:
     raise CgroupError(f"unknown cgroup driver {driver!r}: expected one of {', '.join(DRIVERS)}")
 
 
+def scope_relpath(scope: str) -> str:
+    """`owner.cgroup` relative to a controller's root: a slice name is laid out as systemd does,
+    a path is taken as it is."""
+    if scope.endswith(".slice") and "/" not in scope:
+        return slice_path(scope)
+    rel = os.path.normpath("/" + scope).lstrip("/")
+    if not rel or rel == ".":
+        raise CgroupError("the owner's cgroup must not be the root cgroup (leave it unset)")
+    return rel
+
+
+def contains(outer: str, inner: str) -> bool:
+    """Whether the cgroup at relative path `inner` is `outer` or below it."""
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def cpu_seconds(layout: CgroupLayout, relpath: str) -> float | None:
+    """Cumulative CPU seconds of the cgroup at `relpath` and everything below it; None when it
+    does not exist (yet) or has no CPU accounting."""
+    mount = layout.mount("cpuacct")
+    return None if mount is None else _cpu_seconds_at(layout, os.path.join(mount, relpath))
+
+
+def _cpu_seconds_at(layout: CgroupLayout, cgroup_dir: str | None) -> float | None:
+    if cgroup_dir is None:
+        return None
+    if layout.version == 2:
+        usec = _stat_field(os.path.join(cgroup_dir, "cpu.stat"), "usage_usec")
+        return None if usec is None else usec / 1e6
+    nsec = _read_int(os.path.join(cgroup_dir, "cpuacct.usage"))
+    return None if nsec is None else nsec / 1e9
+
+
 def container_dirname(container_id: str, driver: str) -> str:
     return f"docker-{container_id}.scope" if driver == "systemd" else container_id
 
@@ -228,6 +261,26 @@ def _stat_field(path: str, key: str) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+@dataclass(frozen=True)
+class OwnerScope:
+    """`owner.cgroup`: the part of the host whose CPU use is the owner's (e.g. `user.slice`: the
+    people logged in, not the system's services). Pilots inside it are taken out, as from the
+    whole host's use."""
+
+    name: str  # as the config gives it, for messages
+    layout: CgroupLayout
+    relpath: str
+    holds_pilots: bool
+
+    @classmethod
+    def of(cls, name: str, pilots: PilotCgroups) -> OwnerScope:
+        rel = scope_relpath(name)
+        return cls(name, pilots.layout, rel, contains(rel, pilots.relpath))
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.layout, self.relpath)
 
 
 class PilotCgroups:
@@ -271,22 +324,13 @@ class PilotCgroups:
         return os.path.join(base, matches[0]) if len(matches) == 1 else None
 
     # --- readings ------------------------------------------------------------------------------
-    def _cpu_seconds_at(self, cgroup_dir: str | None) -> float | None:
-        if cgroup_dir is None:
-            return None
-        if self.layout.version == 2:
-            usec = _stat_field(os.path.join(cgroup_dir, "cpu.stat"), "usage_usec")
-            return None if usec is None else usec / 1e6
-        nsec = _read_int(os.path.join(cgroup_dir, "cpuacct.usage"))
-        return None if nsec is None else nsec / 1e9
-
     def total_cpu_seconds(self) -> float | None:
         """Cumulative CPU seconds of all pilots (the parent's counter, which includes its
         children's); None until the parent exists."""
-        return self._cpu_seconds_at(self.parent_path("cpuacct"))
+        return cpu_seconds(self.layout, self.relpath)
 
     def container_cpu_seconds(self, container_id: str) -> float | None:
-        return self._cpu_seconds_at(self._container_dir("cpuacct", container_id))
+        return _cpu_seconds_at(self.layout, self._container_dir("cpuacct", container_id))
 
     def memory_bytes(self) -> int | None:
         """The pilots' working set: usage minus inactive page cache, the figure `docker stats`

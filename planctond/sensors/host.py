@@ -7,13 +7,16 @@ CPU figures are in CPUs over the interval since the previous sample (1.0 = one c
   guests is nobody's use on this host, and counting it as the owner's would make pilots give way
   to a noisy neighbour.
 - pilots_cpu: the pilots' parent cgroup counter (see cgroups.py).
-- owner_cpu = host_cpu - pilots_cpu, and its rolling means over the configured windows.
+- owner_cpu = host_cpu - pilots_cpu, and its rolling means over the configured windows; or, with
+  `owner.cgroup`, that cgroup's counter less the pilots inside it (the whole host's figure while
+  the cgroup cannot be read, so a missing cgroup never hides the owner).
 
 Everything is read from files (no subprocess, no Docker call): a sample costs well under 1 ms.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -24,7 +27,7 @@ import psutil
 from planctond.config.variables import OWNER_CPU_WINDOWS
 from planctond.policy.model import HostSnapshot
 from planctond.sensors.averages import RollingMeans
-from planctond.sensors.cgroups import PilotCgroups
+from planctond.sensors.cgroups import OwnerScope, PilotCgroups
 from planctond.sensors.pressure import read_pressure
 
 # Below this interval the jiffy counters (10 ms granularity per CPU) are too coarse to mean much
@@ -34,6 +37,8 @@ from planctond.sensors.pressure import read_pressure
 MIN_INTERVAL = 0.25
 # Totals that change only when an admin adds swap or a battery: re-read this often, not per tick.
 SLOW_REFRESH = 60.0
+
+log = logging.getLogger(__name__)
 
 
 def read_proc_stat(path: str) -> tuple[int, int]:
@@ -71,8 +76,10 @@ class HostSensor:
         windows: Mapping[str, float] = OWNER_CPU_WINDOWS,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        owner_scope: OwnerScope | None = None,
     ) -> None:
         self.pilot_cgroups = pilot_cgroups
+        self.owner_scope = owner_scope
         self.disk_path = disk_path if os.path.exists(disk_path) else "/"
         self.proc_root = proc_root
         self._stat_path = os.path.join(proc_root, "stat")
@@ -85,15 +92,46 @@ class HostSensor:
         self._prev_t = clock()
         self._prev_busy, _ = read_proc_stat(self._stat_path)
         self._prev_pilots = self._pilots_seconds()
+        self._prev_scope = self._scope_seconds()
+        self._scope_unread = False  # said once per outage of the owner's cgroup
         self._slow_at = -math.inf
         self._swap_total = 0
         self._on_battery = False
-        self._last_cpu = (0.0, 0.0)  # (host, pilots) of the last interval long enough to trust
+        # (host, pilots, scoped owner) of the last interval long enough to trust
+        self._last_cpu: tuple[float, float, float | None] = (0.0, 0.0, None)
         self.warming_up = True  # the last sample covered less than MIN_INTERVAL
         self.last_interval = 0.0
 
     def _pilots_seconds(self) -> float | None:
         return None if self.pilot_cgroups is None else self.pilot_cgroups.total_cpu_seconds()
+
+    def _scope_seconds(self) -> float | None:
+        return None if self.owner_scope is None else self.owner_scope.cpu_seconds()
+
+    def _scoped_owner(self, elapsed: float, ncpus: int, pilots_cpu: float) -> float | None:
+        """The owner's use inside `owner.cgroup` over the interval, None without one (or while
+        it cannot be read: then the whole host counts, which never hides the owner)."""
+        scope = self.owner_scope
+        if scope is None:
+            return None
+        now, before = self._scope_seconds(), self._prev_scope
+        self._prev_scope = now
+        if now is None:
+            if not self._scope_unread:
+                self._scope_unread = True
+                log.warning(
+                    "owner.cgroup %s cannot be read (not there yet?); the owner is everything "
+                    "but the pilots until it can",
+                    scope.name,
+                )
+            return None
+        if self._scope_unread:
+            self._scope_unread = False
+            log.info("owner.cgroup %s can be read again", scope.name)
+        if before is None:
+            return None
+        used = min(float(ncpus), max(0.0, (now - before) / elapsed))
+        return max(0.0, used - pilots_cpu) if scope.holds_pilots else used
 
     def _refresh_slow(self, now: float) -> None:
         if now - self._slow_at < SLOW_REFRESH:
@@ -103,13 +141,13 @@ class HostSensor:
         battery = psutil.sensors_battery()
         self._on_battery = bool(battery is not None and not battery.power_plugged)
 
-    def _cpu(self, now: float) -> tuple[float, float, int]:
+    def _cpu(self, now: float) -> tuple[float, float, float | None, int]:
         busy, ncpus = read_proc_stat(self._stat_path)
         ncpus = ncpus or os.cpu_count() or 1
         elapsed = now - self._prev_t
         self.last_interval = elapsed
         if elapsed < MIN_INTERVAL:
-            return self._last_cpu[0], self._last_cpu[1], ncpus
+            return (*self._last_cpu, ncpus)
         pilots = self._pilots_seconds()
         host_cpu = min(float(ncpus), max(0.0, (busy - self._prev_busy) / self._hz / elapsed))
         pilots_cpu = 0.0
@@ -120,16 +158,17 @@ class HostSensor:
             # and a re-created parent restarts its counter at zero. Pilots can never really
             # use more than the host did, and the owner's use is never negative.
             pilots_cpu = min(host_cpu, max(0.0, (pilots - self._prev_pilots) / elapsed))
+        scoped = self._scoped_owner(elapsed, ncpus, pilots_cpu)
         self._prev_t, self._prev_busy, self._prev_pilots = now, busy, pilots
-        self._last_cpu = (host_cpu, pilots_cpu)
-        return host_cpu, pilots_cpu, ncpus
+        self._last_cpu = (host_cpu, pilots_cpu, scoped)
+        return host_cpu, pilots_cpu, scoped, ncpus
 
     def sample(self, extra: Mapping[str, float | bool] | None = None) -> HostSnapshot:
         now = self._clock()
         wall = self._wall()
-        host_cpu, pilots_cpu, ncpus = self._cpu(now)
+        host_cpu, pilots_cpu, scoped, ncpus = self._cpu(now)
         self.warming_up = self.last_interval < MIN_INTERVAL
-        owner_cpu = max(0.0, host_cpu - pilots_cpu)
+        owner_cpu = max(0.0, host_cpu - pilots_cpu) if scoped is None else scoped
         if not self.warming_up:
             self.owner_means.add(now, owner_cpu)
         self._refresh_slow(now)
@@ -170,4 +209,5 @@ class HostSensor:
             mem_available=int(mem.available),
             swap_total=self._swap_total,
             variables=variables,
+            scoped_owner_cpu=scoped,
         )

@@ -84,6 +84,9 @@ def describe_changes(old: Config, new: Config) -> list[str]:
             changes.append(f"pool {pool.name} removed; its pilots are stopped")
     if old.state_dir != new.state_dir:
         changes.append("state_dir changed; takes effect at the next restart")
+    if old.owner.cgroup != new.owner.cgroup:
+        where = new.owner.cgroup or "the whole host"
+        changes.append(f"owner.cgroup changed; the owner's CPU use is read from {where} now")
     if old.docker.url != new.docker.url or old.docker.cgroup_parent != new.docker.cgroup_parent:
         changes.append("docker.url/cgroup_parent changed; takes effect at the next restart")
     return changes
@@ -96,11 +99,13 @@ class ConfigWatch:
         loader: Loader,
         runner: Runner,
         update_resources: Callable[[PoolConfig], Awaitable[None]],
+        owner_scope_changed: Callable[[], None],
     ) -> None:
         self._ctx = ctx
         self._loader = loader
         self._runner = runner
         self._update_resources = update_resources
+        self._owner_scope_changed = owner_scope_changed
         self._digest = file_digest(ctx.config_path)
         self._last_crash = ""
 
@@ -177,6 +182,8 @@ class ConfigWatch:
             before = old.pool(pool.name)
             if before is not None and resource_limits(pool) != resource_limits(before):
                 await self._update_resources(pool)
+        if new.owner.cgroup != old.owner.cgroup:
+            self._owner_scope_changed()
         changes = describe_changes(old, new)
         summary = "; ".join(changes) if changes else "no change to pools"
         ctx.last_error = ""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from planctond.engine.cgroup_parent import CgroupSetupError, ensure_idle_parent
 from planctond.engine.port import EngineInfo
 from planctond.policy.model import HostSnapshot
-from planctond.sensors.cgroups import CgroupError, CgroupLayout, PilotCgroups
+from planctond.sensors.cgroups import CgroupError, CgroupLayout, OwnerScope, PilotCgroups
 from planctond.sensors.host import HostSensor
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class CgroupHostProbe:
         self._cgroups: PilotCgroups | None = None
         self._sensor: HostSensor | None = None
 
-    def attach(self, info: EngineInfo, parent: str) -> str:
+    def attach(self, info: EngineInfo, parent: str, owner_cgroup: str | None = None) -> str:
         problem = ""
         try:
             layout = CgroupLayout.detect(self._cgroup_root)
@@ -35,7 +35,9 @@ class CgroupHostProbe:
                 exc,
             )
             self._cgroups = None
-        self._sensor = HostSensor(self._cgroups, info.docker_root)
+        scope, scope_problem = self._owner_scope(owner_cgroup)
+        self._sensor = HostSensor(self._cgroups, info.docker_root, owner_scope=scope)
+        problem = problem or scope_problem
         log.info(
             "Docker %s (API %s), cgroup v%d with the %s driver; pilots go under %s",
             info.server_version,
@@ -45,6 +47,23 @@ class CgroupHostProbe:
             parent,
         )
         return problem
+
+    def _owner_scope(self, name: str | None) -> tuple[OwnerScope | None, str]:
+        """`owner.cgroup` on this layout; (None, why) when cgroups cannot be read at all, and
+        then the whole host is the owner, as without the key."""
+        if name is None:
+            return None, ""
+        if self._cgroups is None:
+            problem = f"owner.cgroup {name}: no cgroups to read; the owner is the whole host"
+            log.warning("%s", problem)
+            return None, problem
+        scope = OwnerScope.of(name, self._cgroups)
+        log.info(
+            "the owner's CPU use is read from cgroup /%s%s",
+            scope.relpath,
+            " (less the pilots inside it)" if scope.holds_pilots else "",
+        )
+        return scope, ""
 
     @staticmethod
     def _setup_idle_parent(layout: CgroupLayout, parent: str, driver: str) -> str:

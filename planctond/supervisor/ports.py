@@ -50,9 +50,10 @@ class HostProbe(Protocol):
     """The host's readings. What it can read depends on the engine's cgroup layout, which is
     known only once Docker answers: `attach` is called on every (re)connection."""
 
-    def attach(self, info: EngineInfo, parent: str) -> str:
-        """Learn the engine's layout. Returns "" or a problem worth showing as the last error
-        (e.g. the idle parent cgroup could not be set up)."""
+    def attach(self, info: EngineInfo, parent: str, owner_cgroup: str | None = None) -> str:
+        """Learn the engine's layout, and where the owner's CPU use is read (`owner.cgroup`;
+        None = the whole host). Returns "" or a problem worth showing as the last error (e.g. the
+        idle parent cgroup could not be set up). Called again when `owner.cgroup` changes."""
         ...
 
     def sample(self, extra: Mapping[str, float | bool]) -> HostSnapshot | None:

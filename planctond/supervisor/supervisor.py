@@ -82,7 +82,10 @@ class Supervisor:
         images = ImageGate(ctx, ImageKeeper(engine), runner)
         self._ops = PilotOps(ctx, engine, runner, images, instance, self._link.suspect)
         self._ticker = Ticker(ctx, engine, runner, host, self._ops, self._link.suspect, self.status)
-        self._config = ConfigWatch(ctx, loader, runner, self._ops.update_resources)
+        self._config = ConfigWatch(
+            ctx, loader, runner, self._ops.update_resources, self._on_owner_scope
+        )
+        self._engine_info: EngineInfo | None = None
         for w in config.warnings:
             log.warning("%s", w)
 
@@ -163,10 +166,18 @@ class Supervisor:
 
     # --- wiring between the parts ------------------------------------------------------------------
     def _on_connected(self, info: EngineInfo) -> None:
-        parent = parent_for(info.cgroup_driver, self._ctx.config.docker.cgroup_parent)
-        problem = self._host.attach(info, parent)
+        self._engine_info = info
+        config = self._ctx.config
+        parent = parent_for(info.cgroup_driver, config.docker.cgroup_parent)
+        problem = self._host.attach(info, parent, config.owner.cgroup)
         if problem:
             self._ctx.last_error = problem
+
+    def _on_owner_scope(self) -> None:
+        """A reload changed `owner.cgroup`: read the owner from there from the next tick on (the
+        rolling means start over: they measured something else)."""
+        if self._engine_info is not None:
+            self._on_connected(self._engine_info)
 
     def _on_event(self, ev: ContainerEvent) -> None:
         self._ops.on_event(ev)

@@ -33,7 +33,9 @@ def pool_config(
     extra_pool: str = "",
     extra_top: str = "",
     reserve: float = 0.0,
+    owner_cgroup: str | None = None,
 ) -> str:
+    scope = f"  cgroup: {owner_cgroup}\n" if owner_cgroup else ""
     return f"""
 tick: 1s
 config_check: 1s
@@ -43,7 +45,7 @@ owner:
   grace_kill: 3s
   grace_spawn: 4s
   freeze: 3s
-{extra_top}
+{scope}{extra_top}
 pools:
   default:
     image: busybox:latest

@@ -340,12 +340,12 @@ class FakeHost:
     mem_total: int = 16 * 2**30
     mem_available: int = 12 * 2**30
     variables: dict[str, float | bool] = field(default_factory=dict)
-    attached: list[tuple[EngineInfo, str]] = field(default_factory=list)
+    attached: list[tuple[EngineInfo, str, str | None]] = field(default_factory=list)
     attach_problem: str = ""
     pilot_seconds: dict[str, float] = field(default_factory=dict)
 
-    def attach(self, info: EngineInfo, parent: str) -> str:
-        self.attached.append((info, parent))
+    def attach(self, info: EngineInfo, parent: str, owner_cgroup: str | None = None) -> str:
+        self.attached.append((info, parent, owner_cgroup))
         return self.attach_problem
 
     def sample(self, extra: Mapping[str, float | bool]) -> HostSnapshot | None:

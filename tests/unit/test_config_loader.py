@@ -133,6 +133,7 @@ def test_top_level_and_owner_keys() -> None:
           grace_kill: 30s
           grace_spawn: 0
           freeze: 0
+          cgroup: user.slice
         docker:
           url: unix:///run/docker.sock
           cgroup_parent: planctond.slice
@@ -143,7 +144,13 @@ def test_top_level_and_owner_keys() -> None:
     assert config.config_check == 300
     assert config.state_dir == "/srv/planctond"
     assert config.owner == OwnerConfig(
-        reserve=1, margin=0.5, reserve_memory=GiB, grace_kill=30, grace_spawn=0, freeze=0
+        reserve=1,
+        margin=0.5,
+        reserve_memory=GiB,
+        grace_kill=30,
+        grace_spawn=0,
+        freeze=0,
+        cgroup="user.slice",
     )
     assert config.docker == DockerConfig(
         url="unix:///run/docker.sock", cgroup_parent="planctond.slice", stop_pilots_on_exit=False
@@ -178,6 +185,10 @@ def test_null_sections_are_empty() -> None:
         ("owner: {grace_spawn: x}", "owner.grace_spawn", "duration"),
         ("owner: {freeze: -3s}", "owner.freeze", "duration"),
         ("owner: [1]", "owner", "mapping"),
+        ("owner: {cgroup: /}", "owner.cgroup", "cgroup path"),
+        ("owner: {cgroup: /a/../b}", "owner.cgroup", "cgroup path"),
+        ("owner: {cgroup: users}", "owner.cgroup", "slice name"),
+        ("owner: {cgroup: 3}", "owner.cgroup", "cgroup path"),
         ("docker: {url: /run/docker.sock}", "docker.url", "Docker URL"),
         ("docker: {stop_pilots_on_exit: maybe}", "docker.stop_pilots_on_exit", "true or false"),
         ("docker: {cgroup_parent: ''}", "docker.cgroup_parent", "cgroup"),

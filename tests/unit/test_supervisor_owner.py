@@ -165,3 +165,24 @@ async def test_single_pilot_burning_its_cpu_is_not_flapped(tmp_path: Path) -> No
     assert len(rig.kinds(EventKind.PILOT_STARTED)) == 1
     assert not rig.engine.ops("pause") and not rig.engine.ops("signal"), rig.say()
     await rig.shutdown()
+
+
+@virtual
+async def test_owner_cgroup_is_read_from_connect_and_follows_reloads(tmp_path: Path) -> None:
+    """`owner.cgroup` reaches the host probe when Docker answers, and again on a reload that
+    changes it (and only then), so the owner is measured where the config says from the next
+    tick on."""
+    scoped = CONFIG.replace("  freeze: 15s\n", "  freeze: 15s\n  cgroup: user.slice\n")
+    rig = await Rig.start(tmp_path, scoped)
+    await rig.filled()
+    assert [owner for _, _, owner in rig.host.attached] == ["user.slice"]
+    rig.config_path.write_text(scoped.replace("tick: 10s", "tick: 5s"))
+    await rig.s.reload()
+    assert [owner for _, _, owner in rig.host.attached] == ["user.slice"]
+    rig.config_path.write_text(CONFIG)
+    await rig.s.reload()
+    assert [owner for _, _, owner in rig.host.attached] == ["user.slice", None]
+    (_, loaded) = rig.kinds(EventKind.CONFIG_LOADED)
+    assert "owner.cgroup changed; the owner's CPU use is read from the whole host" in loaded.message
+    assert len(rig.running()) == 3  # the pilots did not notice
+    await rig.shutdown()
