@@ -21,6 +21,8 @@ packages=(
     coop-computing-tools openmpi-bin
     # systemd/D-Bus end-to-end tests
     debootstrap dbus dbus-daemon systemd
+    # monitoring servers for the tests (started on loopback by the tests themselves)
+    influxdb
     # runtime libraries (the .deb depends on exactly these) and the test tools from Debian
     python3 python3-venv python3-pip python3-docker python3-dbus-next python3-systemd
     python3-yaml python3-psutil python3-hypothesis python3-pytest
@@ -77,6 +79,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
         log "install failed, refreshing apt lists and retrying once"
         apt-get update -q
         apt_install "${missing[@]}"
+    fi
+    # The tests start their own InfluxDB on a free loopback port; a booted dev box would
+    # otherwise keep the packaged service running on 8086 for nothing.
+    if [ -d /run/systemd/system ] && printf '%s\n' "${missing[@]}" | grep -qx influxdb; then
+        systemctl disable --now influxdb.service >/dev/null 2>&1 || true
     fi
     log "Debian packages done in $((SECONDS - t0)) s"
 else

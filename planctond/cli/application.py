@@ -21,10 +21,11 @@ from planctond import __version__
 from planctond import constants as C
 from planctond.config.expr import compile_expr
 from planctond.config.loader import load_config
-from planctond.config.model import Config
+from planctond.config.model import Config, InfluxDBTarget
 from planctond.control.journal import log_event
 from planctond.control.notify import SystemdNotifier
 from planctond.engine.docker_engine import DockerEngine
+from planctond.monitoring.hub import Backend, MonitoringHub, target_name
 from planctond.supervisor.api import ControlError
 from planctond.supervisor.events import Event, EventKind
 from planctond.supervisor.host_probe import CgroupHostProbe
@@ -75,6 +76,10 @@ class Application:
             clock=SystemClock(),
         )
         self.supervisor.events.subscribe(log_event)
+        self.monitoring = MonitoringHub(config, make_influx=influx_backend)
+        self.supervisor.events.subscribe(self.monitoring.on_event)
+        self.supervisor.on_tick(self.monitoring.on_tick)
+        self.supervisor.add_status_extra(self.monitoring.status_extra)
         self._bus_service: DBusService | None = None
         self._idle: LogindIdleSource | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -117,7 +122,9 @@ class Application:
         return 0
 
     def close(self) -> None:
-        """Release the engine's connection and threads (after the supervisor's run)."""
+        """Release the engine's connection and threads (after the supervisor's run); the
+        monitoring backends get a few seconds to deliver the last events (pilots stopped)."""
+        self.monitoring.close()
         self.engine.reset()
         self.runner.close()
 
@@ -175,6 +182,8 @@ class Application:
             return None
 
     def _on_event(self, event: Event) -> None:
+        if event.kind is EventKind.CONFIG_LOADED:
+            self.monitoring.reconfigure(self.supervisor.config)
         if event.kind is EventKind.CONFIG_LOADED and self._idle is None:
             self._tasks.add(
                 task := asyncio.get_running_loop().create_task(self._start_logind_if_used())
@@ -201,3 +210,14 @@ def uses_variable(config: Config, name: str) -> bool:
         for pool in config.pools
         for source in (pool.max_pilots, pool.run_when)
     )
+
+
+def influx_backend(target: InfluxDBTarget) -> Backend:
+    """One InfluxDB target's buffer and sender thread (standard library only: nothing to install
+    for InfluxDB)."""
+    from planctond.monitoring.influxdb import InfluxV1Writer
+    from planctond.monitoring.outbox import Outbox
+
+    outbox = Outbox(target_name(target), InfluxV1Writer(target))
+    outbox.start()
+    return outbox

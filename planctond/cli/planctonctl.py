@@ -296,6 +296,9 @@ def print_status(s: dict[str, Any], pilots: list[dict[str, Any]], out: TextIO, n
         ("Config", s["config_path"] or "built-in defaults"),
         ("Last error", s["last_error"] or "-"),
     ]  # fmt: skip
+    for key, value in sorted(s["extra"].items()):
+        if key.startswith("monitoring "):  # one line per backend: health, backlog, drops
+            fields.append(("Monitoring", f"{key.removeprefix('monitoring ')}: {value}"))
     for label, value in fields:
         out.write(f"  {label + ':':<12}{value}\n")
     if s["pools"]:

@@ -30,8 +30,10 @@ from planctond.config.model import (
 from planctond.config.safety import risk_warnings
 from planctond.config.schema import (
     DOCKER,
+    HOST_TAG,
     HTTP_URL,
     INFLUX_KEYS,
+    MONITORING_KEYS,
     OWNER,
     POOL_KEYS,
     POOL_NAME,
@@ -258,14 +260,18 @@ class _Loader:
 
     def monitoring(self, node: Node | None, legacy: dict[str, Node]) -> MonitoringConfig:
         entries = self.mapping(node)
-        self.check_keys(entries, frozenset({"influxdb"}), "monitoring")
+        self.check_keys(entries, MONITORING_KEYS, "monitoring")
         entries = self.merge_legacy(entries, legacy, "monitoring")
+        host = None
+        if "host" in entries:
+            host = self.read(entries["host"], F.optional(F.text("a host name", HOST_TAG)))
+            host = None if host is _FAILED else host
         influx = entries.get("influxdb")
         if influx is None or influx.is_null:
-            return MonitoringConfig()
+            return MonitoringConfig(host=host)
         items = [influx] if influx.text() is not None or influx.is_map else influx.value
         targets = [self.read(item, self.influx_target) for item in items]
-        return MonitoringConfig(influxdb=tuple(t for t in targets if t is not _FAILED))
+        return MonitoringConfig(influxdb=tuple(t for t in targets if t is not _FAILED), host=host)
 
     def influx_target(self, node: Node) -> InfluxDBTarget:
         what = "an InfluxDB target: URL#database, or a mapping with url and database"
@@ -278,7 +284,8 @@ class _Loader:
             url = F.text("an http(s):// URL", HTTP_URL)(entries["url"])
             database = F.text("a database name")(entries["database"])
             verify = F.boolean(entries["verify_tls"]) if "verify_tls" in entries else True
-            return InfluxDBTarget(url=url, database=database, verify_tls=verify)
+            legacy = "plancton_series" in entries and F.boolean(entries["plancton_series"])
+            return InfluxDBTarget(url, database, verify_tls=verify, plancton_series=legacy)
         value = node.text()
         if value is None or "#" not in value:
             raise F.expected(node, what)
@@ -294,7 +301,9 @@ class _Loader:
             or (not verify and not url.startswith("https:"))
         ):
             raise F.expected(node, what)
-        return InfluxDBTarget(url=url.rstrip("/"), database=database, verify_tls=verify)
+        return InfluxDBTarget(
+            url=url.rstrip("/"), database=database, verify_tls=verify, plancton_series=True
+        )
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -119,11 +119,15 @@ class InfluxDBTarget:
     url: str  # base URL, e.g. https://influx.example.org:8086
     database: str
     verify_tls: bool = True  # False: Plancton's "insecure_https:" prefix
+    # Also write Plancton 0.6's series (daemon, measurement, container), so the dashboards of a
+    # site that upgraded keep drawing. On for targets written Plancton's way (`URL#database`).
+    plancton_series: bool = False
 
 
 @dataclass(frozen=True)
 class MonitoringConfig:
     influxdb: tuple[InfluxDBTarget, ...] = ()
+    host: str | None = None  # the `host` tag of every point; None = this machine's name
 
 
 @dataclass(frozen=True)

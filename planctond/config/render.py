@@ -78,10 +78,16 @@ def effective_dict(config: Config) -> dict[str, Any]:
             "stop_pilots_on_exit": config.docker.stop_pilots_on_exit,
         },
         "monitoring": {
+            "host": config.monitoring.host,
             "influxdb": [
-                {"url": t.url, "database": t.database, "verify_tls": t.verify_tls}
+                {
+                    "url": t.url,
+                    "database": t.database,
+                    "verify_tls": t.verify_tls,
+                    "plancton_series": t.plancton_series,
+                }
                 for t in config.monitoring.influxdb
-            ]
+            ],
         },
         "pools": {pool.name: _pool(pool) for pool in config.pools},
     }

@@ -92,7 +92,10 @@ TOP: Final[dict[str, Callable[[Node], Any]]] = {
 }
 TOP_KEYS: Final = frozenset({*TOP, "owner", "pools", "defaults", "docker", "monitoring"})
 PULL_KEYS: Final = frozenset({"policy", "refresh"})
-INFLUX_KEYS: Final = frozenset({"url", "database", "verify_tls"})
+INFLUX_KEYS: Final = frozenset({"url", "database", "verify_tls", "plancton_series"})
+MONITORING_KEYS: Final = frozenset({"influxdb", "host"})
+# A host name as a tag value: what `hostname` may hold, plus the dots of a fully qualified name.
+HOST_TAG: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}", re.ASCII)
 HTTP_URL: Final = re.compile(r"https?://[^/\s#]+(?:/\S*)?")
 
 
@@ -103,7 +106,7 @@ def config_keys() -> dict[str, frozenset[str]]:
         "owner": frozenset(OWNER),
         "docker": frozenset(DOCKER),
         "pools.<name>": POOL_KEYS,
-        "monitoring": frozenset({"influxdb"}),
+        "monitoring": MONITORING_KEYS,
         "legacy (Plancton 0.6)": frozenset(LEGACY_KEYS),
     }
 

@@ -308,6 +308,7 @@ class PilotOps:
     def _report_end(self, p: Pilot, exit_code: int | None, lifetime: float) -> None:
         ctx = self._ctx
         code = "?" if exit_code is None else str(exit_code)
+        lived = {"lifetime_seconds": f"{lifetime:.3f}"}  # for monitoring; journal field too
         if p.stop_reason is None:
             ctx.emit(
                 EventKind.PILOT_EXITED,
@@ -315,6 +316,7 @@ class PilotOps:
                 p,
                 exit_code=exit_code,
                 reason="exited",
+                extra=lived,
             )
         elif p.killed:
             ctx.emit(
@@ -323,6 +325,7 @@ class PilotOps:
                 p,
                 exit_code=exit_code,
                 reason=p.stop_reason.value,
+                extra=lived,
             )
         else:
             ctx.emit(
@@ -331,4 +334,5 @@ class PilotOps:
                 p,
                 exit_code=exit_code,
                 reason=p.stop_reason.value,
+                extra=lived,
             )

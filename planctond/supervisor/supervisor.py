@@ -86,6 +86,7 @@ class Supervisor:
             ctx, loader, runner, self._ops.update_resources, self._on_owner_scope
         )
         self._engine_info: EngineInfo | None = None
+        self._status_extras: list[Callable[[], Mapping[str, str]]] = []
         for w in config.warnings:
             log.warning("%s", w)
 
@@ -114,6 +115,10 @@ class Supervisor:
     def on_heartbeat(self, fn: Callable[[], None]) -> None:
         """Called each time the loop comes round (at least every second): the watchdog's ping."""
         self._ticker.heartbeat_hooks.append(fn)
+
+    def add_status_extra(self, fn: Callable[[], Mapping[str, str]]) -> None:
+        """More lines for Status()'s `extra` (the monitoring backends' health)."""
+        self._status_extras.append(fn)
 
     def add_variable_source(self, fn: Callable[[], Mapping[str, float | bool]]) -> None:
         """Extra host variables for expressions (logind's owner_idle)."""
@@ -144,7 +149,10 @@ class Supervisor:
         await self._config.reload()
 
     def status(self) -> StatusReport:
-        return status_report(self._ctx, self.started, self.instance, self._engine.calls)
+        report = status_report(self._ctx, self.started, self.instance, self._engine.calls)
+        for fn in self._status_extras:
+            report.extra.update(fn())
+        return report
 
     def pilots(self) -> list[PilotInfo]:
         return pilot_infos(self._ctx, self._host)

@@ -52,7 +52,9 @@ def test_real_plancton_config_maps_every_key() -> None:
     assert pool.privileged is False
     assert pool.user == "0:0"
     assert config.monitoring.influxdb == (
-        InfluxDBTarget("https://influx.example.org:8086", "plancton", verify_tls=False),
+        InfluxDBTarget(
+            "https://influx.example.org:8086", "plancton", verify_tls=False, plancton_series=True
+        ),
     )
 
 
@@ -181,9 +183,10 @@ def test_memory_and_swap() -> None:
 @pytest.mark.parametrize(
     ("value", "targets"),
     [
-        ("'http://h:8086#db'", (InfluxDBTarget("http://h:8086", "db", True),)),
+        ("'http://h:8086#db'", (InfluxDBTarget("http://h:8086", "db", True, True),)),
         ("['https://h#a', 'insecure_https://h2:8086#b']", (
-            InfluxDBTarget("https://h", "a", True), InfluxDBTarget("https://h2:8086", "b", False),
+            InfluxDBTarget("https://h", "a", True, True),
+            InfluxDBTarget("https://h2:8086", "b", False, True),
         )),
         ("['http://no-database']", ()),
         ("[]", ()),

@@ -192,6 +192,8 @@ def test_null_sections_are_empty() -> None:
         ("docker: {url: /run/docker.sock}", "docker.url", "Docker URL"),
         ("docker: {stop_pilots_on_exit: maybe}", "docker.stop_pilots_on_exit", "true or false"),
         ("docker: {cgroup_parent: ''}", "docker.cgroup_parent", "cgroup"),
+        ("monitoring: {host: 'a b'}", "monitoring.host", "host name"),
+        ("monitoring: {hosts: x}", "monitoring.hosts", "unknown"),
         ("pools: []", "pools", "mapping"),
         ("pools: {}", "pools", "at least one pool"),
         ("pools: ~", "pools", "at least one pool"),
@@ -516,17 +518,21 @@ def test_monitoring_influxdb_forms() -> None:
             - https://influx.example.org:8086/#plancton
             - insecure_https://self-signed.example.org:8086#db2
             - {url: "http://127.0.0.1:8086", database: local}
-            - {url: "https://h:8086", database: x, verify_tls: false}
+            - {url: "https://h:8086", database: x, verify_tls: false, plancton_series: true}
+          host: node-17.example.org
         """
     )
+    # Plancton's way of writing a target (URL#database) keeps Plancton's series coming.
     assert config.monitoring.influxdb == (
-        InfluxDBTarget("https://influx.example.org:8086", "plancton", True),
-        InfluxDBTarget("https://self-signed.example.org:8086", "db2", False),
-        InfluxDBTarget("http://127.0.0.1:8086", "local", True),
-        InfluxDBTarget("https://h:8086", "x", False),
+        InfluxDBTarget("https://influx.example.org:8086", "plancton", True, True),
+        InfluxDBTarget("https://self-signed.example.org:8086", "db2", False, True),
+        InfluxDBTarget("http://127.0.0.1:8086", "local", True, False),
+        InfluxDBTarget("https://h:8086", "x", False, True),
     )
+    assert config.monitoring.host == "node-17.example.org"
     single = load("monitoring: {influxdb: 'http://h:8086#d'}")
-    assert single.monitoring.influxdb == (InfluxDBTarget("http://h:8086", "d", True),)
+    assert single.monitoring.influxdb == (InfluxDBTarget("http://h:8086", "d", True, True),)
+    assert single.monitoring.host is None
 
 
 @pytest.mark.parametrize(
@@ -537,6 +543,7 @@ def test_monitoring_influxdb_forms() -> None:
         ("'http://h#'", "URL#database"),
         ("'insecure_https:http://h#d'", "URL#database"),
         ("{url: 'http://h'}", "missing database"),
+        ("{url: 'http://h', database: d, plancton_series: maybe}", "true or false"),
         ("{url: 'h', database: d}", "http(s)://"),
         ("{url: 'http://h', database: d, tls: no}", "did you mean 'verify_tls'"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -479,3 +480,20 @@ def test_man_page_documents_commands_and_exit_codes() -> None:
         proc = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", str(ROOT / "docs" / "planctonctl.1")],
                               capture_output=True, text=True, timeout=30)  # fmt: skip
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_status_shows_each_monitoring_backend() -> None:
+    """The daemon puts one `monitoring <target>` line per backend in Status()'s extra."""
+    ctrl = FakeController()
+    report = ctrl.status()
+    report.extra["monitoring influxdb http://h:8086#fleet"] = (
+        "failing: connection refused; last success never; backlog 12; dropped 3"
+    )
+    ctrl.report = report
+    status = planctonctl.status_from_dbus([status_to_dbus(ctrl.status(), ())])
+    out = io.StringIO()
+    planctonctl.print_status(status, [], out, 0.0)
+    assert (
+        "  Monitoring: influxdb http://h:8086#fleet: failing: connection refused; last success "
+        "never; backlog 12; dropped 3\n" in out.getvalue()
+    ), out.getvalue()

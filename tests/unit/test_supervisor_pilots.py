@@ -65,6 +65,7 @@ async def test_exited_pilot_is_replaced_within_a_second_without_a_list(tmp_path:
     assert len(rig.engine.ops("list_pilots")) == lists, "replaced from the event, no list call"
     (exited,) = rig.kinds(EventKind.PILOT_EXITED)
     assert exited.exit_code == 0
+    assert float(exited.extra["lifetime_seconds"]) >= 2.0  # what monitoring reports
     assert not rig.kinds(EventKind.POOL_BACKOFF)
     await rig.shutdown()
 
