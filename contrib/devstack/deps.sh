@@ -21,8 +21,8 @@ packages=(
     coop-computing-tools openmpi-bin
     # systemd/D-Bus end-to-end tests
     debootstrap dbus dbus-daemon systemd
-    # monitoring servers for the tests (started on loopback by the tests themselves)
-    influxdb
+    # monitoring: the optional exporter library, and servers the tests start on loopback
+    python3-prometheus-client influxdb prometheus victoria-metrics
     # runtime libraries (the .deb depends on exactly these) and the test tools from Debian
     python3 python3-venv python3-pip python3-docker python3-dbus-next python3-systemd
     python3-yaml python3-psutil python3-hypothesis python3-pytest
@@ -80,10 +80,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
         apt-get update -q
         apt_install "${missing[@]}"
     fi
-    # The tests start their own InfluxDB on a free loopback port; a booted dev box would
-    # otherwise keep the packaged service running on 8086 for nothing.
-    if [ -d /run/systemd/system ] && printf '%s\n' "${missing[@]}" | grep -qx influxdb; then
-        systemctl disable --now influxdb.service >/dev/null 2>&1 || true
+    # The tests start their own servers on free loopback ports; a booted dev box would
+    # otherwise keep the packaged services running (8086, 9090, 8428) for nothing.
+    if [ -d /run/systemd/system ]; then
+        for server in influxdb prometheus victoria-metrics; do
+            if printf '%s\n' "${missing[@]}" | grep -qx "$server"; then
+                systemctl disable --now "$server.service" >/dev/null 2>&1 || true
+            fi
+        done
     fi
     log "Debian packages done in $((SECONDS - t0)) s"
 else

@@ -21,7 +21,7 @@ from planctond import __version__
 from planctond import constants as C
 from planctond.config.expr import compile_expr
 from planctond.config.loader import load_config
-from planctond.config.model import Config, InfluxDBTarget
+from planctond.config.model import Config, InfluxDBTarget, PrometheusListen
 from planctond.control.journal import log_event
 from planctond.control.notify import SystemdNotifier
 from planctond.engine.docker_engine import DockerEngine
@@ -76,7 +76,9 @@ class Application:
             clock=SystemClock(),
         )
         self.supervisor.events.subscribe(log_event)
-        self.monitoring = MonitoringHub(config, make_influx=influx_backend)
+        self.monitoring = MonitoringHub(
+            config, make_influx=influx_backend, make_prometheus=prometheus_backend
+        )
         self.supervisor.events.subscribe(self.monitoring.on_event)
         self.supervisor.on_tick(self.monitoring.on_tick)
         self.supervisor.add_status_extra(self.monitoring.status_extra)
@@ -215,9 +217,19 @@ def uses_variable(config: Config, name: str) -> bool:
 def influx_backend(target: InfluxDBTarget) -> Backend:
     """One InfluxDB target's buffer and sender thread (standard library only: nothing to install
     for InfluxDB)."""
-    from planctond.monitoring.influxdb import InfluxV1Writer
+    from planctond.monitoring.influxdb import writer_for
     from planctond.monitoring.outbox import Outbox
 
-    outbox = Outbox(target_name(target), InfluxV1Writer(target))
+    outbox = Outbox(target_name(target), writer_for(target))
     outbox.start()
     return outbox
+
+
+def prometheus_backend(listen: PrometheusListen) -> Backend:
+    """`/metrics` on its own thread. prometheus_client is imported only here: a host without
+    `monitoring.prometheus` never loads it (the loader refused the key if it is missing)."""
+    from planctond.monitoring.prometheus import PrometheusExporter
+
+    exporter = PrometheusExporter(listen.host, listen.port)
+    exporter.start()  # OSError (port taken): the hub shows it in planctonctl status
+    return exporter

@@ -14,6 +14,7 @@ from typing import Any, Final
 from planctond import constants as C
 from planctond.config import fields as F
 from planctond.config import fields_docker as D
+from planctond.config import fields_monitoring as M
 from planctond.config.document import Node, child_path, parse_document
 from planctond.config.errors import ConfigError, Problem, did_you_mean
 from planctond.config.files import read_limited
@@ -21,7 +22,6 @@ from planctond.config.legacy import LEGACY_KEYS, translate
 from planctond.config.model import (
     Config,
     DockerConfig,
-    InfluxDBTarget,
     MonitoringConfig,
     OwnerConfig,
     PoolConfig,
@@ -31,8 +31,6 @@ from planctond.config.safety import risk_warnings
 from planctond.config.schema import (
     DOCKER,
     HOST_TAG,
-    HTTP_URL,
-    INFLUX_KEYS,
     MONITORING_KEYS,
     OWNER,
     POOL_KEYS,
@@ -266,43 +264,19 @@ class _Loader:
         if "host" in entries:
             host = self.read(entries["host"], F.optional(F.text("a host name", HOST_TAG)))
             host = None if host is _FAILED else host
+        prometheus = None
+        if "prometheus" in entries and not entries["prometheus"].is_null:
+            prometheus = self.read(entries["prometheus"], M.prometheus_listen)
+            prometheus = None if prometheus is _FAILED else prometheus
         influx = entries.get("influxdb")
-        if influx is None or influx.is_null:
-            return MonitoringConfig(host=host)
-        items = [influx] if influx.text() is not None or influx.is_map else influx.value
-        targets = [self.read(item, self.influx_target) for item in items]
-        return MonitoringConfig(influxdb=tuple(t for t in targets if t is not _FAILED), host=host)
-
-    def influx_target(self, node: Node) -> InfluxDBTarget:
-        what = "an InfluxDB target: URL#database, or a mapping with url and database"
-        if node.is_map:
-            entries = dict(node.value)
-            self.check_keys(entries, INFLUX_KEYS, node.path)
-            for key in ("url", "database"):
-                if key not in entries:
-                    raise F.Invalid(f"{what} (missing {key})", node)
-            url = F.text("an http(s):// URL", HTTP_URL)(entries["url"])
-            database = F.text("a database name")(entries["database"])
-            verify = F.boolean(entries["verify_tls"]) if "verify_tls" in entries else True
-            legacy = "plancton_series" in entries and F.boolean(entries["plancton_series"])
-            return InfluxDBTarget(url, database, verify_tls=verify, plancton_series=legacy)
-        value = node.text()
-        if value is None or "#" not in value:
-            raise F.expected(node, what)
-        url, _, database = value.partition("#")
-        verify = True
-        if url.startswith("insecure_https:"):
-            verify = False
-            rest = url.removeprefix("insecure_https:")
-            url = f"https:{rest}" if rest.startswith("//") else rest
-        if (
-            not HTTP_URL.fullmatch(url)
-            or not database
-            or (not verify and not url.startswith("https:"))
-        ):
-            raise F.expected(node, what)
-        return InfluxDBTarget(
-            url=url.rstrip("/"), database=database, verify_tls=verify, plancton_series=True
+        targets = []
+        if influx is not None and not influx.is_null:
+            items = [influx] if influx.text() is not None or influx.is_map else influx.value
+            targets = [self.read(item, M.influx_target) for item in items]
+        return MonitoringConfig(
+            influxdb=tuple(t for t in targets if t is not _FAILED),
+            host=host,
+            prometheus=prometheus,
         )
 
 

@@ -117,17 +117,33 @@ class DockerConfig:
 @dataclass(frozen=True)
 class InfluxDBTarget:
     url: str  # base URL, e.g. https://influx.example.org:8086
-    database: str
+    database: str  # the 1.x database, or the 2.x bucket
     verify_tls: bool = True  # False: Plancton's "insecure_https:" prefix
     # Also write Plancton 0.6's series (daemon, measurement, container), so the dashboards of a
     # site that upgraded keep drawing. On for targets written Plancton's way (`URL#database`).
     plancton_series: bool = False
+    org: str | None = None  # set: the 2.x API (`/api/v2/write`, org and bucket)
+    token: str | None = field(default=None, repr=False)  # 2.x API token; never shown
+
+    @property
+    def v2(self) -> bool:
+        return self.org is not None
+
+
+@dataclass(frozen=True)
+class PrometheusListen:
+    """Where `/metrics` is served. No port is assumed: Prometheus's list of exporter ports is
+    full, so the admin picks one that is free on the fleet."""
+
+    port: int
+    host: str = "127.0.0.1"  # loopback unless the admin opens it
 
 
 @dataclass(frozen=True)
 class MonitoringConfig:
     influxdb: tuple[InfluxDBTarget, ...] = ()
     host: str | None = None  # the `host` tag of every point; None = this machine's name
+    prometheus: PrometheusListen | None = None
 
 
 @dataclass(frozen=True)

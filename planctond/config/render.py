@@ -6,12 +6,14 @@ An admin sees exactly what the daemon will do, in the new schema even when the f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
-from planctond.config.model import Config, PoolConfig
+from planctond.config.model import Config, InfluxDBTarget, PoolConfig
 from planctond.config.units import format_duration, format_size
+
+HIDDEN: Final = "(hidden)"  # a secret's place in the rendered config
 
 
 def _size(value: int) -> int | str:
@@ -56,6 +58,29 @@ def _pool(pool: PoolConfig) -> dict[str, Any]:
     }
 
 
+def _influx(target: InfluxDBTarget) -> dict[str, Any]:
+    """A 2.x token is shown as a mark: `--check-config` output gets pasted into tickets."""
+    if not target.v2:
+        return {
+            "url": target.url,
+            "database": target.database,
+            "verify_tls": target.verify_tls,
+            "plancton_series": target.plancton_series,
+        }
+    out: dict[str, Any] = {"url": target.url, "org": target.org, "bucket": target.database}
+    if target.token is not None:
+        out["token"] = HIDDEN
+    return out | {"verify_tls": target.verify_tls, "plancton_series": target.plancton_series}
+
+
+def _prometheus(config: Config) -> dict[str, str] | None:
+    listen = config.monitoring.prometheus
+    if listen is None:
+        return None
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    return {"listen": f"{host}:{listen.port}"}
+
+
 def effective_dict(config: Config) -> dict[str, Any]:
     """The config as plain YAML-able data in the new schema."""
     owner = config.owner
@@ -79,15 +104,8 @@ def effective_dict(config: Config) -> dict[str, Any]:
         },
         "monitoring": {
             "host": config.monitoring.host,
-            "influxdb": [
-                {
-                    "url": t.url,
-                    "database": t.database,
-                    "verify_tls": t.verify_tls,
-                    "plancton_series": t.plancton_series,
-                }
-                for t in config.monitoring.influxdb
-            ],
+            "prometheus": _prometheus(config),
+            "influxdb": [_influx(t) for t in config.monitoring.influxdb],
         },
         "pools": {pool.name: _pool(pool) for pool in config.pools},
     }

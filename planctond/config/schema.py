@@ -93,7 +93,13 @@ TOP: Final[dict[str, Callable[[Node], Any]]] = {
 TOP_KEYS: Final = frozenset({*TOP, "owner", "pools", "defaults", "docker", "monitoring"})
 PULL_KEYS: Final = frozenset({"policy", "refresh"})
 INFLUX_KEYS: Final = frozenset({"url", "database", "verify_tls", "plancton_series"})
-MONITORING_KEYS: Final = frozenset({"influxdb", "host"})
+INFLUX2_KEYS: Final = frozenset({"url", "org", "bucket", "token", "verify_tls", "plancton_series"})
+MONITORING_KEYS: Final = frozenset({"influxdb", "host", "prometheus"})
+PROMETHEUS_KEYS: Final = frozenset({"listen"})
+# `PORT`, `HOST:PORT` or `[IPv6]:PORT`; the host part a name or an address literal.
+LISTEN: Final = re.compile(
+    r"(?:(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):)?(?P<port>[0-9]{1,5})", re.ASCII
+)
 # A host name as a tag value: what `hostname` may hold, plus the dots of a fully qualified name.
 HOST_TAG: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}", re.ASCII)
 HTTP_URL: Final = re.compile(r"https?://[^/\s#]+(?:/\S*)?")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
-from planctond.config.model import Config, InfluxDBTarget
+from planctond.config.model import Config, InfluxDBTarget, PrometheusListen
 from planctond.monitoring.legacy_series import legacy_event, legacy_status, plancton_hostname
 from planctond.monitoring.outbox import OutboxHealth
 from planctond.monitoring.point import Point
@@ -42,13 +42,37 @@ class Backend(Protocol):
 
 
 BackendFactory = Callable[[InfluxDBTarget], Backend]
+PrometheusFactory = Callable[[PrometheusListen], Backend]
+Target = InfluxDBTarget | PrometheusListen
 
 
-def target_name(target: InfluxDBTarget) -> str:
+def target_name(target: Target) -> str:
     """How a target is shown (planctonctl, the journal): no credentials, ever."""
+    if isinstance(target, PrometheusListen):
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        return f"prometheus http://{host}:{target.port}/metrics"
     scheme, sep, rest = target.url.partition("://")
     host = rest.rpartition("@")[2] if sep else target.url
+    if target.v2:
+        return f"influxdb2 {scheme}{sep}{host} {target.org}/{target.database}"
     return f"influxdb {scheme}{sep}{host}#{target.database}"
+
+
+class Unavailable:
+    """A backend that could not be made (Prometheus's port taken): said in planctonctl status
+    rather than stopping the daemon, which owes the host its pilots, not its metrics."""
+
+    def __init__(self, name: str, error: str) -> None:
+        self._name, self._error = name, error
+
+    def put(self, points: Sequence[Point]) -> None:
+        pass
+
+    def health(self) -> OutboxHealth:
+        return OutboxHealth(self._name, False, None, 0, 0, self._error)
+
+    def close(self, timeout: float) -> None:
+        pass
 
 
 class MonitoringHub:
@@ -57,13 +81,15 @@ class MonitoringHub:
         config: Config,
         *,
         make_influx: BackendFactory,
+        make_prometheus: PrometheusFactory | None = None,
         clock: Callable[[], float] = time.time,
         hostname: Callable[[], str] = socket.gethostname,
     ) -> None:
         self._make_influx = make_influx
+        self._make_prometheus = make_prometheus
         self._clock = clock
         self._hostname = hostname
-        self._backends: dict[InfluxDBTarget, Backend] = {}
+        self._backends: dict[Target, Backend] = {}
         self._host = ""
         self._legacy_host = ""
         self._recorder: SeriesRecorder | None = None
@@ -87,18 +113,35 @@ class MonitoringHub:
         self._legacy_host = monitoring.host or plancton_hostname(host)
         self._recorder.set_pool_cpus(pool_cpus_of(config))
         self._interval = config.tick
-        wanted = set(monitoring.influxdb)
+        wanted: list[Target] = [*monitoring.influxdb]
+        if monitoring.prometheus is not None:
+            wanted.append(monitoring.prometheus)
         for target in [t for t in self._backends if t not in wanted]:
-            log.info("monitoring: no longer writing to %s", target_name(target))
-            self._retire(self._backends.pop(target))
-        for target in monitoring.influxdb:
+            log.info("monitoring: no longer feeding %s", target_name(target))
+            self._retire(target, self._backends.pop(target))
+        for target in wanted:
             if target not in self._backends:
-                log.info("monitoring: writing to %s as host %s", target_name(target), host)
-                self._backends[target] = self._make_influx(target)
+                log.info("monitoring: feeding %s as host %s", target_name(target), host)
+                self._backends[target] = self._make(target)
 
-    def _retire(self, backend: Backend) -> None:
-        """A dropped target gets CLOSE_TIMEOUT to deliver what it holds, in a thread of its own:
-        a reload runs on the supervisor's loop, which a dead server must never stall."""
+    def _make(self, target: Target) -> Backend:
+        if isinstance(target, InfluxDBTarget):
+            return self._make_influx(target)
+        if self._make_prometheus is None:
+            return Unavailable(target_name(target), "no Prometheus exporter in this build")
+        try:
+            return self._make_prometheus(target)
+        except OSError as exc:
+            log.error("monitoring: cannot serve %s: %s", target_name(target), exc)
+            return Unavailable(target_name(target), f"cannot listen: {exc}")
+
+    def _retire(self, target: Target, backend: Backend) -> None:
+        """A dropped InfluxDB target gets CLOSE_TIMEOUT to deliver what it holds, in a thread of
+        its own: a reload runs on the supervisor's loop, which a dead server must never stall.
+        A Prometheus endpoint holds nothing and is shut at once, so a new one may take its port."""
+        if isinstance(target, PrometheusListen):
+            backend.close(1.0)
+            return
         threading.Thread(
             target=backend.close, args=(CLOSE_TIMEOUT,), name="monitoring-retire", daemon=True
         ).start()
@@ -114,7 +157,7 @@ class MonitoringHub:
         points = self._recorder.on_event(event)
         legacy: list[Point] | None = None
         for target, backend in self._backends.items():
-            if target.plancton_series:
+            if isinstance(target, InfluxDBTarget) and target.plancton_series:
                 if legacy is None:
                     legacy = legacy_event(event, self._legacy_host)
                 backend.put([*points, *legacy])
@@ -132,7 +175,7 @@ class MonitoringHub:
         points = self._recorder.status(report, now)
         legacy: list[Point] | None = None
         for target, backend in self._backends.items():
-            if target.plancton_series:
+            if isinstance(target, InfluxDBTarget) and target.plancton_series:
                 if legacy is None:
                     legacy = legacy_status(report, now, self._legacy_host)
                 backend.put([*points, *legacy])

@@ -1,4 +1,6 @@
-"""Writing line protocol to an InfluxDB 1.x server (`POST /write`), as an Outbox's `send`.
+"""Writing line protocol to InfluxDB, as an Outbox's `send`: the 1.x API (`POST /write`) and the
+2.x API (`POST /api/v2/write`, org, bucket and token; also what VictoriaMetrics and InfluxDB 3
+accept).
 
 The standard library only (http.client and ssl): the daemon must not grow a dependency for one
 POST. Each call opens its own connection; a batch goes out every few seconds at most, and a fresh
@@ -149,6 +151,9 @@ class InfluxV1Writer:
             )
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
+    def _add_secret(self, secret: str) -> None:
+        self._secrets = (*self._secrets, secret)
+
     def _scrub(self, text: str) -> str:
         """Belt and braces: no message may carry a credential, whatever a library put in it."""
         for secret in self._secrets:
@@ -156,4 +161,34 @@ class InfluxV1Writer:
         return text
 
 
-__all__ = ["InfluxV1Writer", "quote_identifier"]
+class InfluxV2Writer(InfluxV1Writer):
+    """The 2.x write API: the bucket must exist (2.x has no "create on write" and its API token
+    usually may not create buckets), so a missing one is an error said once per outage."""
+
+    def __init__(
+        self,
+        target: InfluxDBTarget,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        ca_file: str | None = None,
+    ) -> None:
+        super().__init__(target, timeout=timeout, ca_file=ca_file)
+        self.org = target.org or ""
+        if target.token:
+            self._auth = f"Token {target.token}"
+            self._add_secret(target.token)
+
+    def __call__(self, body: bytes) -> None:
+        status, message = self._write(body)
+        self._check(status, message, "write")
+
+    def _write(self, body: bytes) -> tuple[int, str]:
+        query = urlencode({"org": self.org, "bucket": self.database, "precision": "ns"})
+        return self._post(f"/api/v2/write?{query}", body, "text/plain; charset=utf-8")
+
+
+def writer_for(target: InfluxDBTarget) -> InfluxV1Writer:
+    return InfluxV2Writer(target) if target.v2 else InfluxV1Writer(target)
+
+
+__all__ = ["InfluxV1Writer", "InfluxV2Writer", "quote_identifier", "writer_for"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from tests.conftest import DaemonFactory
 from tests.integration.test_daemon_pilots import pilots, pool_config
-from tests.support.influxdb_server import InfluxDBServer, influxdb_server
+from tests.support.influxdb_server import InfluxDBServer, free_port, influxdb_server
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker]
@@ -123,3 +124,26 @@ def test_a_server_away_for_a_minute_costs_only_a_backlog(
     assert max(gaps) < 5.0, max(gaps)
     unreachable = d.find_lines(r"backend influxdb .* unreachable", mark)
     assert len(unreachable) == 2, "said once per outage per backend, not per point"
+
+
+def test_a_daemon_serves_metrics_for_prometheus(
+    daemon_factory: DaemonFactory, docker_client: Any, busybox_image: str
+) -> None:
+    """Through the composition root: `monitoring.prometheus` serves /metrics on loopback with
+    the daemon's own series (a real Prometheus scraping it: tests/integration/
+    test_prometheus_exporter.py)."""
+    port = free_port()
+    top = f"monitoring:\n  host: {HOST}\n  prometheus: {{listen: {port}}}\n"
+    d = daemon_factory(pool_config(extra_top=top, max_pilots="2"))
+    wait_for(lambda: len(pilots(docker_client, d.instance_id)) == 2, 30, message=d.tail)
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    wanted = f'planctond_pool_running_pilots{{host="{HOST}",pool="default"}} 2.0'
+    wait_for(lambda: wanted in scrape(), 30, message=lambda: scrape() or d.tail())
+    assert 'planctond_events_total{host="test-node",kind="pilot-started"' in scrape()

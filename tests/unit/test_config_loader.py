@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import textwrap
 from pathlib import Path
@@ -18,8 +19,10 @@ from planctond.config.model import (
     InfluxDBTarget,
     OwnerConfig,
     PoolConfig,
+    PrometheusListen,
     PullPolicy,
 )
+from planctond.config.render import render_effective
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "configs"
 GiB = 1024**3
@@ -578,3 +581,79 @@ def test_config_is_frozen_and_comparable() -> None:
     assert load("tick: 5s") != load("tick: 6s")
     with pytest.raises(AttributeError):
         load("tick: 5s").tick = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [
+        ("9839", "127.0.0.1", 9839),
+        ("'0.0.0.0:9839'", "0.0.0.0", 9839),
+        ("'node-1.example.org:80'", "node-1.example.org", 80),
+        ("'[::1]:9839'", "::1", 9839),
+    ],
+)
+def test_prometheus_listen(listen: str, host: str, port: int) -> None:
+    config = load(f"monitoring: {{prometheus: {{listen: {listen}}}}}")
+    assert config.monitoring.prometheus == PrometheusListen(port=port, host=host)
+    again = load_config_text(render_effective(config), "again.yaml")
+    assert again.monitoring == config.monitoring
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "words"),
+    [
+        ("monitoring: {prometheus: 9839}", "monitoring.prometheus", "listen"),
+        ("monitoring: {prometheus: {}}", "monitoring.prometheus", "missing listen"),
+        ("monitoring: {prometheus: {listen: 0}}", "monitoring.prometheus.listen", "1..65535"),
+        ("monitoring: {prometheus: {listen: 65536}}", "monitoring.prometheus.listen", "1..65535"),
+        ("monitoring: {prometheus: {listen: 'a b:1'}}", "monitoring.prometheus.listen", "PORT"),
+        ("monitoring: {prometheus: {listen: 1, port: 2}}", "monitoring.prometheus.port", "unknown"),
+    ],
+)
+def test_prometheus_listen_is_checked(text: str, path: str, words: str) -> None:
+    problem = error_of(text).problems[0]
+    assert (problem.path, problem.line) == (path, 1)
+    assert words in problem.message, problem.message
+
+
+def test_prometheus_without_its_library_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend whose library is missing is a config error naming what to install."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "prometheus_client" else real(name, *a),
+    )
+    problem = error_of("monitoring: {prometheus: {listen: 9839}}").problems[0]
+    assert "python3-prometheus-client" in problem.message
+
+
+def test_influxdb_2x_targets_and_their_token_stays_out_of_sight() -> None:
+    config = load(
+        """
+        monitoring:
+          influxdb:
+            - {url: "https://h:8086", org: site, bucket: fleet, token: s3cret}
+            - {url: "http://vm:8428", org: o, bucket: b}
+        """
+    )
+    first, second = config.monitoring.influxdb
+    assert (first.v2, first.org, first.database, first.token) == (True, "site", "fleet", "s3cret")
+    assert (second.token, second.plancton_series) == (None, False)
+    assert "s3cret" not in repr(first)
+    rendered = render_effective(config)
+    assert "s3cret" not in rendered and "token: (hidden)" in rendered
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ("{url: 'http://h', org: o}", "missing bucket"),
+        ("{url: 'http://h', bucket: b}", "missing org"),
+        ("{url: 'http://h', org: o, bucket: b, database: d}", "unknown"),
+        ("{url: 'http://h', database: d, token: t}", "unknown"),
+    ],
+)
+def test_influxdb_2x_targets_are_checked(entry: str, words: str) -> None:
+    problem = error_of(f"monitoring: {{influxdb: [{entry}]}}").problems[0]
+    assert words in problem.message, problem.message

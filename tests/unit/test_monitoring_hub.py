@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from planctond.config.loader import load_config_text
-from planctond.config.model import Config, InfluxDBTarget
+from planctond.config.model import Config, InfluxDBTarget, PrometheusListen
 from planctond.monitoring.hub import MonitoringHub, target_name
 from planctond.monitoring.outbox import OutboxHealth
 from planctond.monitoring.point import Point
@@ -57,10 +57,16 @@ class Rig:
         self.made.append(backend)
         return backend
 
+    def make_prometheus(self, listen: PrometheusListen) -> FakeBackend:
+        if listen.port == TAKEN:
+            raise OSError(98, "Address already in use")
+        return self.make(InfluxDBTarget(f"http://{listen.host}:{listen.port}", "metrics"))
+
     def hub(self, config: Config) -> MonitoringHub:
         return MonitoringHub(
             config,
             make_influx=self.make,
+            make_prometheus=self.make_prometheus,
             clock=lambda: self.now,
             hostname=lambda: "node7.example.org",
         )
@@ -70,6 +76,7 @@ def config(monitoring: str = "", tick: str = "10s") -> Config:
     return load_config_text(f"tick: {tick}\n{monitoring}", "c.yaml")
 
 
+TAKEN = 9999
 NEW = "monitoring: {influxdb: [{url: 'http://u:secret@127.0.0.1:8086', database: site}]}\n"
 OLD = "influxdb_url: ['http://127.0.0.1:8086#plancton']\n"
 BOTH = (
@@ -182,3 +189,21 @@ def test_close_shares_the_time(timeout: float) -> None:
     hub.close(timeout)
     assert [b.closed for b in rig.made] == [timeout / 2, timeout / 2]
     assert not hub.active
+
+
+def test_prometheus_endpoint_follows_reloads_and_a_taken_port_is_said_not_fatal() -> None:
+    rig = Rig()
+    hub = rig.hub(config("monitoring: {prometheus: {listen: 9839}}\n"))
+    (endpoint,) = rig.made
+    hub.on_tick(report())
+    assert "planctond_pool" in endpoint.measurements()
+    assert "daemon" not in endpoint.measurements(), "Plancton's series are for InfluxDB only"
+    hub.reconfigure(config(f"monitoring: {{prometheus: {{listen: {TAKEN}}}}}\n"))
+    assert endpoint.closed is not None, "closed at once, so a new endpoint may take the port"
+    assert hub.status_extra() == {
+        "monitoring prometheus http://127.0.0.1:9999/metrics": (
+            "failing: cannot listen: [Errno 98] Address already in use; last success never; "
+            "backlog 0; dropped 0"
+        )
+    }
+    hub.on_tick(report())  # nothing to feed, nothing breaks
