@@ -113,6 +113,9 @@ def config_keys() -> dict[str, frozenset[str]]:
         "docker": frozenset(DOCKER),
         "pools.<name>": POOL_KEYS,
         "monitoring": MONITORING_KEYS,
+        "monitoring.influxdb[] (1.x)": INFLUX_KEYS,
+        "monitoring.influxdb[] (2.x)": INFLUX2_KEYS,
+        "monitoring.prometheus": PROMETHEUS_KEYS,
         "legacy (Plancton 0.6)": frozenset(LEGACY_KEYS),
     }
 

@@ -24,7 +24,8 @@ from planctond.config.model import InfluxDBTarget
 from planctond.monitoring.influxdb import InfluxV1Writer, quote_identifier
 from planctond.monitoring.outbox import Outbox, SinkError
 from planctond.monitoring.point import Point
-from tests.support.influxdb_server import InfluxDBServer, free_port, influxdb_server
+from tests.support.influxdb_server import InfluxDBServer, influxdb_server
+from tests.support.server_process import free_port
 from tests.support.waiting import wait_for
 
 LOGGER = "planctond.monitoring.outbox"

@@ -15,7 +15,8 @@ import pytest
 
 from tests.conftest import DaemonFactory
 from tests.integration.test_daemon_pilots import pilots, pool_config
-from tests.support.influxdb_server import InfluxDBServer, free_port, influxdb_server
+from tests.support.influxdb_server import InfluxDBServer, influxdb_server
+from tests.support.server_process import free_port
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker]

@@ -12,65 +12,38 @@ import base64
 import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-import pytest
+from tests.support.server_process import ServerProcess, free_port, require
 
 INFLUXD = "influxd"
-START_TIMEOUT = 60.0  # a loaded 2-core machine takes a few seconds; this is only a ceiling
 Row = dict[str, Any]
 
 
-def unavailable_reason() -> str | None:
-    if shutil.which(INFLUXD) is None:
-        return "influxd is not installed (Debian package influxdb; contrib/devstack/deps.sh)"
-    return None
-
-
 def require_influxd() -> None:
-    """Skip the calling test, saying why, when no influxd can be started here."""
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    require(INFLUXD, "influxdb")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+class InfluxDBServer(ServerProcess):
+    name = "influxd"
 
-
-class InfluxDBServer:
     def __init__(self, directory: Path, *, auth: bool = False) -> None:
         """`auth`: the server demands users (create the first admin with `query`, no user)."""
-        self.directory = directory
+        super().__init__(directory, "influxd.log")
         self.auth = auth
         self.http_port = 0
         self.rpc_port = 0
-        self.log_path = directory / "influxd.log"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def _environment(self) -> dict[str, str]:
+    def environment(self) -> dict[str, str]:
         d = self.directory
         return {
             **os.environ,
@@ -86,43 +59,17 @@ class InfluxDBServer:
             "INFLUXDB_MONITOR_STORE_ENABLED": "false",  # no _internal database writing away
         }
 
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Start (or start again, on the same ports and data) and wait until /ping answers."""
-        if self.running:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def argv(self) -> list[str]:
+        """Ports are picked at the first start and kept, so a restarted server is where its
+        writers point. The host's /etc/influxdb/influxdb.conf is not read."""
         if not self.http_port:
             self.http_port, self.rpc_port = free_port(), free_port()
         config = self.directory / "influxdb.conf"
         config.write_text("# empty: everything comes from the environment\n")
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [INFLUXD, "run", "-config", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._environment(),
-            )
-        deadline = time.monotonic() + timeout
-        while not self.ping():
-            if not self.running:
-                raise RuntimeError(f"influxd exited at start:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"influxd not ready in {timeout:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.05)
+        return [INFLUXD, "run", "-config", str(config)]
 
-    def stop(self, *, kill: bool = False) -> None:
-        """Stop the server (`kill`: SIGKILL, a crash; what it acknowledged is in its WAL)."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    def ready(self) -> bool:
+        return self.ping()
 
     def ping(self) -> bool:
         try:
@@ -171,24 +118,6 @@ class InfluxDBServer:
                 return 0
             raise
         return int(rows[0]["count"]) if rows else 0
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> InfluxDBServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

@@ -9,59 +9,37 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import signal
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 
-import pytest
-
-from tests.support.influxdb_server import free_port
+from tests.support.server_process import ServerProcess, answers, free_port, require
 
 PROMETHEUS = "prometheus"
-START_TIMEOUT = 60.0  # a loaded 2-core machine takes a few seconds; this is only a ceiling
-STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 10.0
 SCRAPE_INTERVAL = "1s"
 Result = list[tuple[dict[str, str], float]]
 
 
-def unavailable_reason() -> str | None:
-    if shutil.which(PROMETHEUS) is None:
-        return "prometheus is not installed (Debian package prometheus)"
-    return None
-
-
 def require_prometheus() -> None:
-    """Skip the calling test, saying why, when no Prometheus can be started here."""
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    require(PROMETHEUS, "prometheus")
 
 
-class PrometheusServer:
+class PrometheusServer(ServerProcess):
+    name = "prometheus"
+
     def __init__(self, directory: Path, targets: Sequence[str], *, job: str = "planctond") -> None:
         """`targets`: HOST:PORT of exporters serving /metrics, all scraped as `job`."""
-        self.directory = directory
+        super().__init__(directory, "prometheus.log")
         self.targets = list(targets)
         self.job = job
         self.port = 0
-        self.log_path = directory / "prometheus.log"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _config(self) -> str:
         """JSON is YAML: no quoting rules of our own for the targets."""
@@ -73,53 +51,20 @@ class PrometheusServer:
         }
         return json.dumps(document, indent=2)
 
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Start and wait until /-/ready answers 200 (the TSDB is open, scraping has begun)."""
-        if self.running:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def argv(self) -> list[str]:
         self.port = free_port()
         config = self.directory / "prometheus.yml"
         config.write_text(self._config())
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    PROMETHEUS,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={self.directory / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-            )
-        deadline = time.monotonic() + timeout
-        while not self.ready():
-            if not self.running:
-                raise RuntimeError(f"prometheus exited at start:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"prometheus not ready in {timeout:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        return [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
-                return bool(reply.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
+        """/-/ready answers 200 once the TSDB is open and scraping has begun."""
+        return answers(f"{self.url}/-/ready")
 
     def query(self, promql: str) -> Result:
         """An instant query at the server's now: each series' labels and value (a scalar result
@@ -138,24 +83,6 @@ class PrometheusServer:
         if data["resultType"] != "vector":
             raise RuntimeError(f"query {promql!r}: a {data['resultType']}, not a vector")
         return [(dict(row["metric"]), float(row["value"][1])) for row in data["result"]]
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> PrometheusServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

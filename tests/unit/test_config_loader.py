@@ -562,6 +562,8 @@ def test_config_keys_lists_every_section() -> None:
     assert keys["pools.<name>"] == POOL_KEYS
     assert "tick" in keys[""]
     assert "max_dock_mem" in keys["legacy (Plancton 0.6)"]
+    assert "token" in keys["monitoring.influxdb[] (2.x)"]
+    assert keys["monitoring.prometheus"] == {"listen"}
 
 
 def test_reloading_after_removing_a_key_returns_its_default(tmp_path: Path) -> None:
