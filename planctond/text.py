@@ -51,6 +51,11 @@ def safe_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
     longer than `limit` is cut and ends in an ellipsis."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+    # The common case, ten times cheaper than the search below (it runs for every label of every
+    # pilot on every tick): a printable string holds no control character, surrogate, line or
+    # paragraph separator or noncharacter (categories Cc, Cs, Zl, Zp, Cn are all unprintable).
+    if type(value) is str and len(value) <= limit and value.isprintable():
+        return value
     if isinstance(value, bytes | bytearray):
         text = bytes(value).decode("utf-8", errors="backslashreplace")
     elif isinstance(value, str):
@@ -69,7 +74,7 @@ def safe_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
 
 def is_safe_text(text: str, limit: int = DEFAULT_LIMIT) -> bool:
     """True when `safe_text` would leave `text` as it is (what a transport may send)."""
-    return len(text) <= limit and _UNSAFE.search(text) is None
+    return len(text) <= limit and (text.isprintable() or _UNSAFE.search(text) is None)
 
 
 __all__ = ["DEFAULT_LIMIT", "is_safe_text", "safe_text"]
