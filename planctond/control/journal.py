@@ -44,6 +44,7 @@ MESSAGE_IDS: Final[dict[EventKind, uuid.UUID]] = {
     EventKind.DOCKER_BACK: uuid.UUID("2c076c791b204722a2035a9118c26db6"),
     EventKind.POOL_BACKOFF: uuid.UUID("970e278621d940eab6e5759d1fc3fe07"),
     EventKind.IMAGE: uuid.UUID("d7d58c2bf9a6432999fa3a6c32b1d0f0"),
+    EventKind.OWNER_YIELD: uuid.UUID("0b55007355f94189b97626734721fa81"),
 }
 
 # Events an admin should notice in `journalctl -p warning`; the rest is routine.

@@ -78,6 +78,7 @@ LEGACY_EVENTS: Final[dict[EventKind, LegacyWrite]] = {
     EventKind.DOCKER_BACK: LegacyWrite.NOTHING,
     EventKind.POOL_BACKOFF: LegacyWrite.NOTHING,
     EventKind.IMAGE: LegacyWrite.NOTHING,
+    EventKind.OWNER_YIELD: LegacyWrite.NOTHING,
 }
 
 

@@ -38,7 +38,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from planctond.monitoring.outbox import ERROR_LIMIT, OutboxHealth
@@ -55,7 +60,8 @@ from planctond.text import safe_text
 log = logging.getLogger(__name__)
 
 METRICS_PATH: Final = "/metrics"
-EXPOSED_TYPES: Final = frozenset({SeriesType.GAUGE, SeriesType.COUNTER})
+EXPOSED_TYPES: Final = frozenset({SeriesType.GAUGE, SeriesType.COUNTER, SeriesType.HISTOGRAM})
+HISTOGRAM_PARTS: Final = ("_bucket", "_sum", "_count")
 # The measurement only a status batch has: such a batch is the whole picture (see above).
 SNAPSHOT_MEASUREMENT: Final = DAEMON
 # How long close() may have to wait for the server thread to notice it.
@@ -117,6 +123,52 @@ def metric_family(spec: SeriesSpec, values: Mapping[LabelValues, float]) -> Metr
     return metric
 
 
+def histogram_family(name: str) -> str:
+    """`x` for the parts `x_bucket`, `x_sum` and `x_count` of a histogram."""
+    for part in HISTOGRAM_PARTS:
+        if name.endswith(part):
+            return name.removesuffix(part)
+    return name
+
+
+def _le_order(le: str) -> float:
+    try:
+        return float(le)  # "+Inf" included
+    except ValueError:
+        return float("inf")
+
+
+def histogram_families(samples: Samples) -> list[Metric]:
+    """The histograms among `samples`, each from its parts: the `_bucket` spec carries the `le`
+    tag beside the family's own tags; `_sum` and `_count` carry the family's tags. The library
+    takes `_count` from the `+Inf` bucket, which is how the recorder makes it too."""
+    parts: dict[str, dict[str, SeriesSpec]] = {}
+    for spec in samples:
+        if spec.type is SeriesType.HISTOGRAM:
+            parts.setdefault(histogram_family(spec.name), {})[spec.name] = spec
+    out: list[Metric] = []
+    for family, specs in parts.items():
+        bucket, total = specs.get(family + "_bucket"), specs.get(family + "_sum")
+        if bucket is None or total is None:
+            continue
+        le_at = bucket.tags.index("le")
+        labels = tuple(t for t in bucket.tags if t != "le")
+        metric = HistogramMetricFamily(family, bucket.help, labels=labels, unit=bucket.unit)
+        for label_values, sum_value in samples[total].items():
+            buckets = sorted(
+                (
+                    (values[le_at], count)
+                    for values, count in samples[bucket].items()
+                    if values[:le_at] + values[le_at + 1 :] == label_values
+                ),
+                key=lambda b: _le_order(b[0]),
+            )
+            if buckets and buckets[-1][0] == "+Inf":
+                metric.add_metric(list(label_values), buckets, sum_value)
+        out.append(metric)
+    return out
+
+
 class _SeriesCollector(Collector):
     def __init__(self, latest: Callable[[], Samples]) -> None:
         self._latest = latest
@@ -124,7 +176,12 @@ class _SeriesCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         """In catalogue order, so a scrape reads like the catalogue and diffs stay small."""
         samples = self._latest()
-        return [metric_family(spec, samples[spec]) for spec in SERIES if samples.get(spec)]
+        plain = [
+            metric_family(spec, samples[spec])
+            for spec in SERIES
+            if samples.get(spec) and spec.type is not SeriesType.HISTOGRAM
+        ]
+        return [*plain, *histogram_families(samples)]
 
 
 class _QuietHandler(WSGIRequestHandler):

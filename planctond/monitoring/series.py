@@ -9,21 +9,24 @@ them at zero: `rate()`/`increase()` in Prometheus, `non_negative_difference()` i
 String fields (`SeriesType.TEXT`) are for InfluxDB and Elasticsearch; `planctond_event` points
 (`SeriesType.EVENT`) are happenings for annotations, not samples a scrape could read.
 
-Harvested CPU-hours. What the report gives is the CPUs *allotted* to running pilots (a pool's
-`cpus` times its running pilots; frozen ones get nothing), not what they burnt: the report holds
-no measured pilot CPU (see "missing" below). With `SeriesRecorder.set_pool_cpus` fed from the
-config, one query answers, per pool or per host:
+Harvested CPU-hours, two ways. Measured: what the pilots' parent cgroup used (`pilot_used_cpus`
+on the host point, and the recorder's integral of it, `pilot_used_cpu_seconds_total`): that is
+the harvest, per host. Allotted: a pool's `cpus` times its running pilots (`pilot_cpus`, frozen
+ones get nothing), the only per-pool figure, since the pilots of all pools share one parent
+cgroup. One query answers either:
 
+    SELECT integral("pilot_used_cpus", 1h) FROM "planctond_host" WHERE time > now() - 30d GROUP BY "host"
     SELECT integral("pilot_cpus", 1h) FROM "planctond_pool" WHERE time > now() - 30d GROUP BY "host", "pool"
-    SELECT integral("pilot_cpus", 1h) FROM "planctond_host" WHERE time > now() - 30d GROUP BY "host"
 
-(`integral(x, 1h)` is `integral(x)/3600`: CPU-hours.) In PromQL the recorder's own integral, a
-counter robust to scrape gaps: `sum by (host, pool) (increase(planctond_pool_pilot_cpu_seconds_total[30d])) / 3600`.
+(`integral(x, 1h)` is `integral(x)/3600`: CPU-hours.) In PromQL the recorder's own integrals,
+counters robust to scrape gaps: `sum by (host) (increase(planctond_host_pilot_used_cpu_seconds_total[30d])) / 3600`.
 
-Not in the inputs, so not guessed here: the CPU pilots really used (`StatusReport` has no
-`pilots_cpu`, no per-pool cgroup reading), each pool's `cpus` (hence `set_pool_cpus`), whether
-host figures were measured yet (0.0 before the first sample, like an idle host). An ended pilot's
-lifetime comes in the event's `extra["lifetime_seconds"]`.
+The owner's side: `planctond_owner` (the yield latency histogram's sum and count, the CPU pilots
+got while the owner waited; buckets in `planctond_owner_yield_latency_seconds`) from the
+supervisor's owner-yield events, and per pool `lost_cpu_seconds_total`: the CPU-seconds of the
+pilots we stopped or killed, an upper bound of the work lost (a pilot may have finished jobs
+before). Not guessed here: each pool's `cpus` (hence `set_pool_cpus`), whether host figures were
+measured yet (0.0 before the first sample, like an idle host).
 """
 
 from __future__ import annotations
@@ -44,9 +47,13 @@ from planctond.monitoring.series_spec import (
     HOST,
     HOST_TAG,
     KIND_TAG,
+    LE_TAG,
+    OWNER,
     POOL,
     POOL_TAG,
     REASON_TAG,
+    YIELD_BUCKETS,
+    YIELD_LATENCY,
 )
 from planctond.policy.model import Reason, RunState
 from planctond.supervisor.api import PoolStatus, StatusReport
@@ -64,6 +71,9 @@ MAX_GAP: Final = 900.0
 # Where an emitter may one day give an ended pilot's lifetime; until then it is read back from
 # the message ("exited with code 0 after 12.3s", "..., lived 12.3s").
 LIFETIME_EXTRA: Final = "lifetime_seconds"
+CPU_EXTRA: Final = "cpu_seconds"
+# What an owner-yield event says in its `extra` (supervisor.yield_watch), as event fields.
+YIELD_EXTRAS: Final = ("latency_seconds", "pilot_cpu_seconds")
 # Nanoseconds since the epoch fit a signed 64-bit integer (InfluxDB's limit) until then.
 MAX_EPOCH: Final = 9_223_372_036.0
 
@@ -85,10 +95,12 @@ KIND_REASONS: Final[dict[EventKind, frozenset[str]]] = {
     EventKind.DOCKER_BACK: frozenset(),
     EventKind.POOL_BACKOFF: frozenset(),  # the failure: free text
     EventKind.IMAGE: frozenset(),
+    EventKind.OWNER_YIELD: frozenset({Reason.OWNER_CPU.value, Reason.OWNER_MEMORY.value}),
 }
 ENDED_KINDS: Final = frozenset(
     {EventKind.PILOT_EXITED, EventKind.PILOT_STOPPED, EventKind.PILOT_KILLED}
 )
+STOPPED_KINDS: Final = frozenset({EventKind.PILOT_STOPPED, EventKind.PILOT_KILLED})
 
 
 def reason_tag(event: Event) -> str:
@@ -98,16 +110,25 @@ def reason_tag(event: Event) -> str:
     return event.reason if event.reason in vocabulary else OTHER_REASON
 
 
-def pilot_lifetime(event: Event) -> float | None:
-    """Seconds an ended pilot lived, or None when the event does not say."""
-    if event.kind not in ENDED_KINDS:
-        return None
-    raw = event.extra.get(LIFETIME_EXTRA)
+def extra_number(event: Event, key: str) -> float | None:
+    """A figure an emitter put in the event's `extra` (text, as every transport carries it);
+    None when absent or not a finite number >= 0."""
+    raw = event.extra.get(key)
     try:
         value = float(raw) if raw is not None else math.nan
     except ValueError:
         return None
     return value if math.isfinite(value) and value >= 0 else None
+
+
+def pilot_lifetime(event: Event) -> float | None:
+    """Seconds an ended pilot lived, or None when the event does not say."""
+    return extra_number(event, LIFETIME_EXTRA) if event.kind in ENDED_KINDS else None
+
+
+def lost_cpu_seconds(event: Event) -> float | None:
+    """The CPU-seconds of a pilot we stopped or killed (work lost, at most), when measured."""
+    return extra_number(event, CPU_EXTRA) if event.kind in STOPPED_KINDS else None
 
 
 def pool_cpus_of(config: Config) -> dict[str, float]:
@@ -152,6 +173,9 @@ class SeriesRecorder:
         self._cpu_seconds: dict[str, float] = {}
         self._last_alloc: dict[str, float] = {}
         self._last_now: float | None = None
+        self._used_seconds = 0.0  # measured pilot CPU, integrated
+        self._lost: dict[str, float] = {}  # pool -> CPU-seconds of the pilots we stopped
+        self._yields = YieldHistogram()
 
     def set_pool_cpus(self, cpus: Mapping[str, float]) -> None:
         """Each pool's `cpus` (`pool_cpus_of(config)`), at start and after each reload: without
@@ -169,6 +193,12 @@ class SeriesRecorder:
             tags[POOL_TAG] = tag_value(event.pool)
         key = (tags[KIND_TAG], tags[REASON_TAG], tags.get(POOL_TAG))
         self._events[key] = self._events.get(key, 0) + 1
+        lost = lost_cpu_seconds(event)
+        if lost is not None and event.pool:
+            pool = tag_value(event.pool)
+            self._lost[pool] = self._lost.get(pool, 0.0) + lost
+        if event.kind is EventKind.OWNER_YIELD:
+            self._yields.add(event)
         points = [
             Point(EVENT, _event_fields(event), tags, t),
             Point(EVENTS, {"total": self._events[key]}, tags, t),
@@ -191,7 +221,7 @@ class SeriesRecorder:
             for p in report.pools
             if p.name in self._pool_cpus
         }
-        self._integrate(alloc, now)
+        self._integrate(alloc, report.pilots_cpu, now)
         known = bool(self._pool_cpus) and len(alloc) == len(report.pools)
         points = [
             self._daemon(report, now, t),
@@ -203,6 +233,7 @@ class SeriesRecorder:
             self._host_point(report, sum(alloc.values()) if known else None, t),
             *(self._pool(p, alloc.get(p.name), now, t) for p in report.pools),
             self._config(t),
+            *self._yields.points(self._tags(), t),
         ]
         for (kind, reason, pool), count in self._events.items():
             tags = self._tags(kind=kind, reason=reason)
@@ -236,6 +267,10 @@ class SeriesRecorder:
         _put(fields, "owner_cpus", report.owner_cpu)
         _put(fields, "spare_cpus", report.capacity_cpus)
         _put(fields, "pilot_cpus", pilot_cpus)
+        _put(fields, "pilot_used_cpus", report.pilots_cpu)
+        _put(fields, "pilot_used_cpu_seconds_total", self._used_seconds)
+        if report.pilots_memory is not None:
+            fields["pilot_memory_bytes"] = int(report.pilots_memory)
         return Point(HOST, fields, self._tags(), t)
 
     def _pool(self, pool: PoolStatus, alloc: float | None, now: float, t: int) -> Point:
@@ -250,6 +285,7 @@ class SeriesRecorder:
         }
         _put(fields, "backoff_remaining_seconds", max(0.0, left) if math.isfinite(left) else None)
         _put(fields, "pilot_cpus", alloc)
+        _put(fields, "lost_cpu_seconds_total", self._lost.get(tag_value(pool.name), 0.0))
         if alloc is not None:
             _put(fields, "pilot_cpu_seconds_total", self._cpu_seconds.get(pool.name, 0.0))
         return Point(POOL, fields, self._tags(pool=tag_value(pool.name)), t)
@@ -263,11 +299,15 @@ class SeriesRecorder:
         }
         return Point(CONFIG, fields, self._tags(), t)
 
-    def _integrate(self, alloc: dict[str, float], now: float) -> None:
-        """Trapezoids between reports, as InfluxQL's integral() draws them; a clock that went
-        back or a gap over `max_gap` only moves the starting point."""
+    def _integrate(self, alloc: dict[str, float], used: float, now: float) -> None:
+        """Trapezoids between reports for the allotted CPUs, as InfluxQL's integral() draws
+        them; a rectangle for the measured use, which is already the mean over the interval
+        that ends at this report. A clock that went back or a gap over `max_gap` only moves the
+        starting point."""
         last = self._last_now
         if last is not None and math.isfinite(now) and 0 < now - last <= self._max_gap:
+            if math.isfinite(used) and used > 0:
+                self._used_seconds += used * (now - last)
             for name, value in alloc.items():
                 area = (self._last_alloc.get(name, 0.0) + value) / 2 * (now - last)
                 self._cpu_seconds[name] = self._cpu_seconds.get(name, 0.0) + area
@@ -282,6 +322,57 @@ def _event_fields(event: Event) -> dict[str, FieldValue]:
     if event.exit_code is not None:
         fields["exit_code"] = int(event.exit_code)
     _put(fields, "lifetime_seconds", pilot_lifetime(event))
+    _put(fields, CPU_EXTRA, lost_cpu_seconds(event))
+    if event.kind is EventKind.OWNER_YIELD:
+        for name in YIELD_EXTRAS:
+            _put(fields, name, extra_number(event, name))
+        pilots = extra_number(event, "pilots")
+        if pilots is not None:
+            fields["pilots"] = int(pilots)
     if event.state:
         fields["state"] = text(event.state)
     return fields
+
+
+class YieldHistogram:
+    """The owner yield latencies as a Prometheus histogram (cumulative `le` buckets, sum and
+    count), and the CPU pilots got while the owner waited. Emitted from the start, all zero, so
+    `rate()` and `increase()` see the first yield too."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.pilot_cpu = 0.0
+        self.buckets = [0] * len(YIELD_BUCKETS)
+
+    def add(self, event: Event) -> None:
+        latency = extra_number(event, "latency_seconds")
+        if latency is None:
+            return
+        self.count += 1
+        self.total += latency
+        self.pilot_cpu += extra_number(event, "pilot_cpu_seconds") or 0.0
+        for i, bound in enumerate(YIELD_BUCKETS):
+            if latency <= bound:
+                self.buckets[i] += 1
+
+    def points(self, tags: dict[str, str], t: int) -> list[Point]:
+        owner = Point(
+            OWNER,
+            {
+                "yield_latency_seconds_sum": self.total,
+                "yield_latency_seconds_count": self.count,
+                "yield_pilot_cpu_seconds_total": self.pilot_cpu,
+            },
+            tags,
+            t,
+        )
+        bounds = [*(f"{b:g}" for b in YIELD_BUCKETS), "+Inf"]
+        counts = [*self.buckets, self.count]
+        return [
+            owner,
+            *(
+                Point(YIELD_LATENCY, {"bucket": n}, {**tags, LE_TAG: le}, t)
+                for le, n in zip(bounds, counts, strict=True)
+            ),
+        ]

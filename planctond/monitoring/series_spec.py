@@ -19,6 +19,11 @@ POOL: Final = "planctond_pool"
 CONFIG: Final = "planctond_config"
 EVENTS: Final = "planctond_events"
 EVENT: Final = "planctond_event"
+OWNER: Final = "planctond_owner"
+# A Prometheus-shaped histogram: this measurement's `bucket` field tagged `le`, with its `_sum`
+# and `_count` in OWNER, so every backend (and a line-protocol reader such as VictoriaMetrics)
+# sees the names Prometheus gives a histogram.
+YIELD_LATENCY: Final = "planctond_owner_yield_latency_seconds"
 
 HOST_TAG: Final = "host"
 POOL_TAG: Final = "pool"
@@ -26,6 +31,10 @@ KIND_TAG: Final = "kind"
 REASON_TAG: Final = "reason"
 STATE_TAG: Final = "state"
 VERSION_TAG: Final = "version"
+LE_TAG: Final = "le"
+# Owner yield latency buckets (seconds; `le`). The default grace_kill is 120 s and the figure
+# includes it, so the buckets are dense just past it; short ones serve a site that lowers it.
+YIELD_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 130.0, 150.0, 180.0, 300.0)
 
 
 class SeriesType(StrEnum):
@@ -33,6 +42,7 @@ class SeriesType(StrEnum):
     COUNTER = "counter"
     TEXT = "text"  # a string field: no Prometheus sample
     EVENT = "event"  # a field of `planctond_event`: one point per happening
+    HISTOGRAM = "histogram"  # a part (`_bucket`, `_sum`, `_count`) of a Prometheus histogram
 
 
 class ValueType(StrEnum):
@@ -62,6 +72,7 @@ class SeriesSpec:
 
 
 _G, _C, _T, _E = SeriesType.GAUGE, SeriesType.COUNTER, SeriesType.TEXT, SeriesType.EVENT
+_HG = SeriesType.HISTOGRAM
 _I, _F, _S = ValueType.INTEGER, ValueType.FLOAT, ValueType.STRING
 _Row = tuple[str, SeriesType, ValueType, str, str]
 
@@ -104,6 +115,15 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
         ("owner_cpus", _G, _F, "cpus", "CPUs the owner used, pilots excluded."),
         ("spare_cpus", _G, _F, "cpus", "CPUs left for pilots after the owner and the reserve."),
         ("pilot_cpus", _G, _F, "cpus", "CPUs allotted to running pilots, all pools."),
+        ("pilot_used_cpus", _G, _F, "cpus", "CPUs pilots used over the last tick (cgroup)."),
+        (
+            "pilot_used_cpu_seconds_total",
+            _C,
+            _F,
+            "seconds",
+            "CPU-seconds pilots used, measured in their cgroup: the harvest.",
+        ),
+        ("pilot_memory_bytes", _G, _I, "bytes", "Memory the pilots hold (working set)."),
     ),
     *_rows(
         POOL,
@@ -115,6 +135,13 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
         ("backoff_remaining_seconds", _G, _F, "seconds", "Until the pool may start again."),
         ("pilot_cpus", _G, _F, "cpus", "Running pilots x the pool's cpus."),
         ("pilot_cpu_seconds_total", _C, _F, "seconds", "pilot_cpus integrated since start."),
+        (
+            "lost_cpu_seconds_total",
+            _C,
+            _F,
+            "seconds",
+            "CPU-seconds of pilots stopped or killed before they ended by themselves.",
+        ),
         ("note", _T, _S, "", "Why the pool starts no pilots; empty when it does."),
     ),
     *_rows(
@@ -124,6 +151,30 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
         ("rejected_total", _C, _I, "", "Config reloads refused since start."),
         ("error", _G, _I, "", "1 while the last reload was refused, until one succeeds."),
         ("error_message", _T, _S, "", "Why the last reload was refused; empty when it was not."),
+    ),
+    *_rows(
+        OWNER,
+        _H,
+        ("yield_latency_seconds_sum", _HG, _F, "seconds", "Owner yield latencies, summed."),
+        ("yield_latency_seconds_count", _HG, _I, "", "Times the pilots gave way to the owner."),
+        (
+            "yield_pilot_cpu_seconds_total",
+            _C,
+            _F,
+            "seconds",
+            "CPU-seconds pilots used while the owner waited for them to give way.",
+        ),
+    ),
+    *_rows(
+        YIELD_LATENCY,
+        (HOST_TAG, LE_TAG),
+        (
+            "bucket",
+            _HG,
+            _I,
+            "seconds",
+            "From the owner's demand crossing the give-way line to the pilots frozen or stopped.",
+        ),
     ),
     *_rows(
         EVENTS,
@@ -138,6 +189,22 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
         ("exit_code", _E, _I, "", "An ended pilot's exit code, when known."),
         ("lifetime_seconds", _E, _F, "seconds", "How long an ended pilot lived, when known."),
         ("state", _E, _S, "", "The daemon's new state (state-changed)."),
+        (
+            "cpu_seconds",
+            _E,
+            _F,
+            "seconds",
+            "A stopped pilot's CPU-seconds: its work lost, at most.",
+        ),
+        (
+            "latency_seconds",
+            _E,
+            _F,
+            "seconds",
+            "How long the pilots took to give way (owner-yield).",
+        ),
+        ("pilot_cpu_seconds", _E, _F, "seconds", "CPU pilots used meanwhile (owner-yield)."),
+        ("pilots", _E, _I, "pilots", "How many pilots gave way (owner-yield)."),
     ),
 )
 SERIES_BY_FIELD: Final[dict[tuple[str, str], SeriesSpec]] = {

@@ -57,6 +57,12 @@ class HostSnapshot:
     variables: Mapping[str, float | bool] = field(default_factory=dict)  # for expressions
     # The owner's use read from `owner.cgroup` (its pilots already taken out); None = the host's.
     scoped_owner_cpu: float | None = None
+    # What the readings above cover: from `since` (monotonic) to `monotonic`. The pilots' parent
+    # cgroup counter (CPU-seconds, None while unreadable) at `since`, and their memory now: what
+    # monitoring needs to measure harvest and how much CPU pilots got while the owner wanted it.
+    since: float | None = None
+    pilots_cpu_seconds_since: float | None = None
+    pilots_memory: int | None = None
 
     @property
     def owner_cpu(self) -> float:

@@ -99,8 +99,14 @@ class HostSensor:
         self._on_battery = False
         # (host, pilots, scoped owner) of the last interval long enough to trust
         self._last_cpu: tuple[float, float, float | None] = (0.0, 0.0, None)
+        # Where that interval began, and the pilots' counter then (see HostSnapshot.since)
+        self._last_since: tuple[float, float | None] = (self._prev_t, self._prev_pilots)
         self.warming_up = True  # the last sample covered less than MIN_INTERVAL
         self.last_interval = 0.0
+
+    def pilots_cpu_seconds(self) -> float | None:
+        """The pilots' parent counter now: the end of a window that began at a `since`."""
+        return self._pilots_seconds()
 
     def _pilots_seconds(self) -> float | None:
         return None if self.pilot_cgroups is None else self.pilot_cgroups.total_cpu_seconds()
@@ -159,6 +165,7 @@ class HostSensor:
             # use more than the host did, and the owner's use is never negative.
             pilots_cpu = min(host_cpu, max(0.0, (pilots - self._prev_pilots) / elapsed))
         scoped = self._scoped_owner(elapsed, ncpus, pilots_cpu)
+        self._last_since = (self._prev_t, self._prev_pilots)
         self._prev_t, self._prev_busy, self._prev_pilots = now, busy, pilots
         self._last_cpu = (host_cpu, pilots_cpu, scoped)
         return host_cpu, pilots_cpu, scoped, ncpus
@@ -199,6 +206,7 @@ class HostSensor:
             variables[f"owner_cpu_{name}"] = owner_cpu if m is None else m
         if extra:
             variables.update(extra)
+        since, pilots_since = self._last_since
         return HostSnapshot(
             monotonic=now,
             wall=wall,
@@ -210,4 +218,7 @@ class HostSensor:
             swap_total=self._swap_total,
             variables=variables,
             scoped_owner_cpu=scoped,
+            since=since,
+            pilots_cpu_seconds_since=pilots_since,
+            pilots_memory=None if self.pilot_cgroups is None else self.pilot_cgroups.memory_bytes(),
         )

@@ -62,6 +62,8 @@ class StatusReport:
     last_error: str
     last_tick: float  # epoch seconds of the last completed tick
     extra: dict[str, str] = field(default_factory=dict)
+    pilots_cpu: float = 0.0  # CPUs the pilots used over the last reading, from their cgroup
+    pilots_memory: int | None = None  # bytes the pilots hold (working set); None = unreadable
 
     def summary(self) -> str:
         """One line a person reads in `systemctl status` (STATUS=)."""

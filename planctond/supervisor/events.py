@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     DOCKER_BACK = "docker-back"
     POOL_BACKOFF = "pool-backoff"
     IMAGE = "image"
+    OWNER_YIELD = "owner-yield"  # the pilots chosen to give way are out of the owner's way
 
 
 @dataclass(frozen=True)

@@ -84,3 +84,6 @@ class CgroupHostProbe:
 
     def pilot_cpu_seconds(self, cid: str) -> float | None:
         return None if self._cgroups is None else self._cgroups.container_cpu_seconds(cid)
+
+    def pilots_cpu_seconds(self) -> float | None:
+        return None if self._sensor is None else self._sensor.pilots_cpu_seconds()

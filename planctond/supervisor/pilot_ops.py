@@ -47,6 +47,7 @@ class PilotOps:
         images: ImageGate,
         instance: str,
         on_engine_suspect: Callable[[Exception], None],
+        pilot_cpu_seconds: Callable[[str], float | None] = lambda cid: None,
     ) -> None:
         self._ctx = ctx
         self._engine = engine
@@ -54,6 +55,7 @@ class PilotOps:
         self._images = images
         self._instance = instance
         self._suspect = on_engine_suspect
+        self._pilot_cpu_seconds = pilot_cpu_seconds
 
     # --- what Docker shows ------------------------------------------------------------------------
     def observe(self, p: Pilot, phase: PilotPhase) -> None:
@@ -206,6 +208,9 @@ class PilotOps:
         pool = ctx.config.pool(p.pool)
         grace = pool.stop_grace if pool else C.DEFAULT_STOP_GRACE
         p.phase, p.stop_reason, p.stop_detail = PilotPhase.STOPPING, reason, detail
+        # The work a stop throws away, read now: the pilot's cgroup goes with its container.
+        # (One small file read: the stop itself costs far more.)
+        p.cpu_seconds = self._pilot_cpu_seconds(p.id)
         log.info("stopping pilot %s (%s): %s", p.name, reason.value, detail)
         async with p.op_lock:  # after a pause or unpause under way
             if p.paused:
@@ -309,6 +314,8 @@ class PilotOps:
         ctx = self._ctx
         code = "?" if exit_code is None else str(exit_code)
         lived = {"lifetime_seconds": f"{lifetime:.3f}"}  # for monitoring; journal field too
+        if p.stop_reason is not None and p.cpu_seconds is not None:
+            lived["cpu_seconds"] = f"{p.cpu_seconds:.3f}"  # its work lost, at most
         if p.stop_reason is None:
             ctx.emit(
                 EventKind.PILOT_EXITED,

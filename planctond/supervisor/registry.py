@@ -42,6 +42,7 @@ class Pilot:
     paused: bool = False  # Docker has it paused, as far as we know
     pending: int = 0  # pauses/unpauses decided and not yet answered: the decided phase stands
     ended: bool = False  # its exit has been reported
+    cpu_seconds: float | None = None  # CPU it had used when we decided to stop it
     # Pause, unpause and the start of a stop run one after the other for a pilot, in the order
     # they were decided: a thaw decided while Docker still pauses waits for that pause.
     op_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

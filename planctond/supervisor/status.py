@@ -57,6 +57,8 @@ def status_report(ctx: Context, started: float, instance: str, engine_calls: int
         last_error=ctx.last_error,
         last_tick=ctx.last_tick,
         extra={"instance": instance, "docker_calls": str(engine_calls)},
+        pilots_cpu=host.pilots_cpu if host else 0.0,
+        pilots_memory=host.pilots_memory if host else None,
     )
 
 

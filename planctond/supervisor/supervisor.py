@@ -43,6 +43,7 @@ from planctond.supervisor.registry import Registry
 from planctond.supervisor.state_store import PersistedState
 from planctond.supervisor.status import pilot_counts, pilot_infos, status_report
 from planctond.supervisor.ticker import Ticker
+from planctond.supervisor.yield_watch import YieldWatch
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,13 @@ class Supervisor:
         self.started = clock.wall()
         self._link = DockerLink(ctx, engine, runner, self._on_connected, self._on_event)
         images = ImageGate(ctx, ImageKeeper(engine), runner)
-        self._ops = PilotOps(ctx, engine, runner, images, instance, self._link.suspect)
+        self._ops = PilotOps(
+            ctx, engine, runner, images, instance, self._link.suspect, host.pilot_cpu_seconds
+        )
         self._ticker = Ticker(ctx, engine, runner, host, self._ops, self._link.suspect, self.status)
+        self._yields = YieldWatch(ctx, host.pilots_cpu_seconds)
+        self._ticker.decision_hooks.append(self._yields.on_decision)
+        ctx.events.subscribe(self._yields.on_event)
         self._config = ConfigWatch(
             ctx, loader, runner, self._ops.update_resources, self._on_owner_scope
         )

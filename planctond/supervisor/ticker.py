@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from planctond import constants as C
 from planctond.engine.cgroup_parent import parent_for
@@ -24,7 +24,8 @@ from planctond.engine.errors import EngineError
 from planctond.engine.port import Engine
 from planctond.engine.spec import spec_hash
 from planctond.policy.decide import PolicyInput, decide
-from planctond.policy.model import Decision, HostSnapshot
+from planctond.policy.model import Decision, HostSnapshot, PilotView
+from planctond.policy.state import PolicyState
 from planctond.supervisor.api import StatusReport
 from planctond.supervisor.context import Context
 from planctond.supervisor.events import EventKind
@@ -34,6 +35,11 @@ from planctond.supervisor.ports import HostProbe, Runner
 log = logging.getLogger(__name__)
 
 VariableSource = Callable[[], Mapping[str, float | bool]]
+# Told of every decision: (the host reading, the pilots as the policy saw them, the policy's
+# memory before and after, the decision). The owner yield figures are measured this way.
+DecisionHook = Callable[
+    [HostSnapshot, Sequence[PilotView], PolicyState, PolicyState, Decision], None
+]
 
 
 class Ticker:
@@ -57,6 +63,7 @@ class Ticker:
         self.tick_hooks: list[Callable[[StatusReport], None]] = []
         self.heartbeat_hooks: list[Callable[[], None]] = []
         self.variable_sources: list[VariableSource] = []
+        self.decision_hooks: list[DecisionHook] = []
 
     async def run(self) -> None:
         """Root task."""
@@ -142,7 +149,13 @@ class Ticker:
             run_state=ctx.run_state,
             starting=dict(ctx.starts.per_pool),
         )
+        before = ctx.policy
         decision, ctx.policy, ctx.verdicts = decide(inp, ctx.policy)
+        for hook in self.decision_hooks:
+            try:
+                hook(host, inp.pilots, before, ctx.policy, decision)
+            except Exception:
+                log.exception("decision hook failed")
         for pool, verdict in ctx.verdicts.items():
             ctx.note(f"pool:{pool}", f"pool {pool}: {verdict.note}" if verdict.note else "")
         for n in decision.notes:

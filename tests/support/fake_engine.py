@@ -343,6 +343,17 @@ class FakeHost:
     attached: list[tuple[EngineInfo, str, str | None]] = field(default_factory=list)
     attach_problem: str = ""
     pilot_seconds: dict[str, float] = field(default_factory=dict)
+    # The pilots' parent counter: pilots_load integrated over the loop's time, read by read.
+    pilots_total: float = 0.0
+    _counted_at: float | None = None
+    _last_sample: tuple[float, float] | None = None  # (time, counter) of the last sample
+
+    def _count(self) -> tuple[float, float]:
+        now = asyncio.get_running_loop().time()
+        if self._counted_at is not None:
+            self.pilots_total += self.pilots_load() * max(0.0, now - self._counted_at)
+        self._counted_at = now
+        return now, self.pilots_total
 
     def attach(self, info: EngineInfo, parent: str, owner_cgroup: str | None = None) -> str:
         self.attached.append((info, parent, owner_cgroup))
@@ -351,7 +362,9 @@ class FakeHost:
     def sample(self, extra: Mapping[str, float | bool]) -> HostSnapshot | None:
         if not self.attached:
             return None
-        now = asyncio.get_running_loop().time()
+        now, total = self._count()
+        since, at_since = self._last_sample or (now, total)
+        self._last_sample = (now, total)
         return HostSnapshot(
             monotonic=now,
             wall=EPOCH + now,
@@ -361,7 +374,12 @@ class FakeHost:
             mem_total=self.mem_total,
             mem_available=self.mem_available,
             variables={**self.variables, **dict(extra)},
+            since=since,
+            pilots_cpu_seconds_since=at_since,
         )
 
     def pilot_cpu_seconds(self, cid: str) -> float | None:
         return self.pilot_seconds.get(cid)
+
+    def pilots_cpu_seconds(self) -> float | None:
+        return self._count()[1] if self.attached else None

@@ -55,7 +55,8 @@ def test_catalog_matches_message_ids() -> None:
     # Every @FIELD@ substitution names a field the events actually carry.
     used = set(re.findall(r"@([A-Z_]+)@", text))
     assert used <= {"PLANCTON_PILOT", "PLANCTON_PILOT_ID", "PLANCTON_POOL", "PLANCTON_REASON",
-                    "PLANCTON_EXIT_CODE", "PLANCTON_STATE"}  # fmt: skip
+                    "PLANCTON_EXIT_CODE", "PLANCTON_STATE",
+                    "PLANCTON_LATENCY_SECONDS"}  # owner-yield's extra  # fmt: skip
 
 
 def test_foreground_line(restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -128,15 +128,16 @@ def test_status_is_exposed_with_catalogue_names_types_help_and_labels(
 
     found = families(exporter)
     ours = {name for name in found if name.startswith("planctond_")}
-    assert ours == exposed_specs(points)
+    assert ours == {P.histogram_family(n) for n in exposed_specs(points)}
     by_name = {s.name: s for s in SP.SERIES}
     for name in ours:
-        spec, family = by_name[name], found[name]
-        assert family.type == spec.type.value, name
-        assert family.documentation == spec.help, name
+        family = found[name]
         for sample in family.samples:
-            assert sample.name == spec.name
+            spec = by_name[sample.name]
+            assert family.type == spec.type.value, name
             assert set(sample.labels) == set(spec.tags), (name, sample.labels)
+            if spec.type is not SP.SeriesType.HISTOGRAM:  # its HELP is the buckets' one
+                assert sample.name == name and family.documentation == spec.help, name
     # Values, labels included, as the recorder made them.
     got = samples(exporter)
     for p in points:
@@ -186,7 +187,8 @@ def test_exposed_names_in_both_formats_are_the_catalogue_names(
     typed = dict(
         line.split(" ")[2:4] for line in text.splitlines() if line.startswith("# TYPE planctond_")
     )
-    assert set(typed) == wanted
+    assert set(typed) == {P.histogram_family(n) for n in wanted}
+    assert typed["planctond_owner_yield_latency_seconds"] == "histogram"
     assert typed["planctond_events_total"] == "counter"
     assert typed["planctond_pool_pilot_cpu_seconds_total"] == "counter"
     assert typed["planctond_build_info"] == "gauge"
@@ -433,3 +435,28 @@ def test_start_twice_and_a_bad_port_are_refused(exporter: P.PrometheusExporter) 
         exporter.start()
     with pytest.raises(ValueError):
         P.PrometheusExporter("127.0.0.1", 70000)
+
+
+def test_owner_yield_latency_is_a_prometheus_histogram(exporter: P.PrometheusExporter) -> None:
+    """Buckets, sum and count from the recorder's points, all zero before the first yield (so
+    `increase()` sees that one too), then cumulative as Prometheus's own histograms are."""
+    rec = recorder()
+    exporter.put(rec.status(report(), T0))
+    got = samples(exporter)
+    bucket = "planctond_owner_yield_latency_seconds_bucket"
+    assert got[key(bucket, le="+Inf")] == 0.0
+    for latency in (0.5, 125.0, 1000.0):
+        extra = {"latency_seconds": str(latency), "pilot_cpu_seconds": "0.25", "pilots": "2"}
+        rec.on_event(event(EventKind.OWNER_YIELD, reason="owner-cpu", extra=extra))
+    exporter.put(rec.status(report(), T0 + 10))
+    got = samples(exporter)
+    assert got[key(bucket, le="1")] == 1.0
+    assert got[key(bucket, le="120")] == 1.0
+    assert got[key(bucket, le="130")] == 2.0
+    assert got[key(bucket, le="300")] == 2.0
+    assert got[key(bucket, le="+Inf")] == 3.0
+    assert got[key("planctond_owner_yield_latency_seconds_count")] == 3.0
+    assert got[key("planctond_owner_yield_latency_seconds_sum")] == 1125.5
+    assert got[key("planctond_owner_yield_pilot_cpu_seconds_total")] == 0.75
+    typed = [line for line in scrape(exporter).splitlines() if line.startswith("# TYPE")]
+    assert "# TYPE planctond_owner_yield_latency_seconds histogram" in typed

@@ -360,7 +360,10 @@ def test_status_reports_daemon_host_pools_and_state() -> None:
     assert states == {"active": 0, "draining": 1, "stopped": 0}
     assert only(points, S.BUILD_INFO, version="0.1.0").fields == {"value": 1}
     host = only(points, S.HOST).fields
-    assert host == {"cpus": 4, "used_cpus": 3.0, "owner_cpus": 0.5, "spare_cpus": 1.5}
+    assert host == {
+        **{"cpus": 4, "used_cpus": 3.0, "owner_cpus": 0.5, "spare_cpus": 1.5},
+        **{"pilot_used_cpus": 0.0, "pilot_used_cpu_seconds_total": 0.0},
+    }
     default = only(points, S.POOL, pool="default").fields
     assert (default["running_pilots"], default["frozen_pilots"], default["allowed_pilots"]) == (
         2,
@@ -473,7 +476,9 @@ def test_series_descriptions_are_good_prometheus_citizens() -> None:
         if spec.type is SP.SeriesType.TEXT:
             assert spec.value is SP.ValueType.STRING
         if spec.unit:
-            assert spec.name.removesuffix("_total").endswith("_" + spec.unit), spec.name
+            family = re.sub(r"_(bucket|sum|count)$", "", spec.name)  # a histogram's parts
+            base = family if spec.type is SP.SeriesType.HISTOGRAM else spec.name
+            assert base.removesuffix("_total").endswith("_" + spec.unit), spec.name
 
 
 def test_the_series_modules_do_no_io_and_respect_the_layers() -> None:

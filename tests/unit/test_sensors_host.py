@@ -234,3 +234,24 @@ def test_real_host_reading_and_cost() -> None:
     print(f"HostSensor.sample(): median {statistics.median(costs) * 1e6:.0f} us")
     # Target < 1 ms; the bound is generous for a noisy shared VM.
     assert statistics.median(costs) < 0.003, statistics.median(costs)
+
+
+def test_each_reading_says_what_it_covers_and_the_pilots_memory(fake: FakeHost) -> None:
+    """`since` and the pilots' counter then are what monitoring measures the owner yield from;
+    a too-short interval repeats the last trusted one, with its own `since`."""
+    mem = fake.cg / "memory" / "planctond"
+    mem.mkdir()
+    (mem / "memory.usage_in_bytes").write_text("300000000\n")
+    (mem / "memory.stat").write_text("cache 0\ntotal_inactive_file 100000000\n")
+    s = fake.sensor()
+    start = fake.now
+    fake.advance(10, user=1.0, pilots=0.5)
+    snap = s.sample()
+    assert (snap.since, snap.monotonic) == (start, start + 10)
+    assert snap.pilots_cpu_seconds_since == pytest.approx(5.0)
+    assert s.pilots_cpu_seconds() == pytest.approx(10.0)
+    assert snap.pilots_memory == 200_000_000  # the working set: inactive file pages left out
+    fake.advance(0.01, user=1.0)
+    again = s.sample()
+    assert (again.since, again.pilots_cpu_seconds_since) == (start, snap.pilots_cpu_seconds_since)
+    assert fake.sensor(with_cgroups=False).sample().pilots_memory is None
