@@ -39,6 +39,8 @@ pip_pins=(
     pytest-timeout==2.4.0
     types-PyYAML==6.0.12.20261113
     types-psutil==7.2.2.20261111
+    # Grafana's dashboard schema as Python types (its 11.6 line): tests/unit/test_grafana_dashboards.py
+    'grafana-foundation-sdk==1769699379!11.6.0'
 )
 
 log() { printf 'deps: %s\n' "$*" >&2; }

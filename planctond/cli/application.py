@@ -21,7 +21,7 @@ from planctond import __version__
 from planctond import constants as C
 from planctond.config.expr import compile_expr
 from planctond.config.loader import load_config
-from planctond.config.model import Config, InfluxDBTarget, PrometheusListen
+from planctond.config.model import Config, ElasticsearchTarget, InfluxDBTarget, PrometheusListen
 from planctond.control.journal import log_event
 from planctond.control.notify import SystemdNotifier
 from planctond.engine.docker_engine import DockerEngine
@@ -77,7 +77,10 @@ class Application:
         )
         self.supervisor.events.subscribe(log_event)
         self.monitoring = MonitoringHub(
-            config, make_influx=influx_backend, make_prometheus=prometheus_backend
+            config,
+            make_influx=influx_backend,
+            make_prometheus=prometheus_backend,
+            make_elasticsearch=elasticsearch_backend,
         )
         self.supervisor.events.subscribe(self.monitoring.on_event)
         self.supervisor.on_tick(self.monitoring.on_tick)
@@ -221,6 +224,18 @@ def influx_backend(target: InfluxDBTarget) -> Backend:
     from planctond.monitoring.outbox import Outbox
 
     outbox = Outbox(target_name(target), writer_for(target))
+    outbox.start()
+    return outbox
+
+
+def elasticsearch_backend(target: ElasticsearchTarget) -> Backend:
+    """One Elasticsearch target's buffer and sender thread: the same Outbox as InfluxDB's, fed
+    bulk lines instead of line protocol (standard library only, like InfluxDB)."""
+    from planctond.monitoring.elasticsearch import ElasticsearchWriter
+    from planctond.monitoring.outbox import Outbox
+
+    writer = ElasticsearchWriter(target)  # ValueError: the hub shows it in planctonctl status
+    outbox = Outbox(target_name(target), writer, encode=writer.encode)
     outbox.start()
     return outbox
 

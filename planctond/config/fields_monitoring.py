@@ -1,19 +1,92 @@
-"""Readers of the `monitoring` section's targets: InfluxDB (1.x and 2.x) and Prometheus.
+"""Readers of the `monitoring` section's targets: InfluxDB (1.x and 2.x), Prometheus and
+Elasticsearch, and of the CA file a TLS target may trust.
 
 Like `fields.py`, each takes a node and returns a value or raises `Invalid` at the node that is
 wrong; the loader records it with file, key and line. These sections are new-schema only (Plancton
 had a list of `URL#database` strings), so an unknown key is always an error here.
+
+A `ca_file` is read and parsed at load, as the daemon's user: a CA file the daemon cannot read
+(`ProtectHome=`, its mode) or that holds no certificate is refused with the reload, where the admin
+is looking, instead of failing every send later. The writers read it again with `read_ca_file`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import ssl
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import urlsplit
 
 from planctond.config import fields as F
 from planctond.config.document import Node
 from planctond.config.errors import did_you_mean
-from planctond.config.model import InfluxDBTarget, PrometheusListen
-from planctond.config.schema import HTTP_URL, INFLUX2_KEYS, INFLUX_KEYS, LISTEN, PROMETHEUS_KEYS
+from planctond.config.files import read_limited
+from planctond.config.model import (
+    DEFAULT_INDEX_PREFIX,
+    ElasticsearchTarget,
+    InfluxDBTarget,
+    PrometheusListen,
+)
+from planctond.config.schema import (
+    ELASTICSEARCH_KEYS,
+    ES_URL,
+    HTTP_URL,
+    INDEX_PREFIX,
+    INFLUX2_KEYS,
+    INFLUX_KEYS,
+    LISTEN,
+    PROMETHEUS_KEYS,
+)
+
+_USERNAME: Final = re.compile(r"[^:]+")
+_API_KEY: Final = re.compile(r"[A-Za-z0-9_+/=:.-]+", re.ASCII)
+MAX_CA_FILE: Final = 4 * 1024 * 1024  # Debian's whole ca-certificates bundle is ~0.2 MiB
+# Only the certificate blocks are handed to OpenSSL: bundles carry comments (in UTF-8, which
+# `cadata` refuses) between them.
+_PEM_CERT: Final = re.compile(
+    rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*?-----END CERTIFICATE-----"
+)
+
+
+def read_ca_file(path: str) -> str:
+    """The CA certificates in the PEM file at `path`, checked by OpenSSL; ValueError says why
+    not. Read with `read_limited`: a FIFO or a device at the path must not hang the daemon."""
+    try:
+        data = read_limited(path, MAX_CA_FILE)
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except PermissionError:
+        raise ValueError(f"not readable by uid {os.geteuid()}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    blocks = _PEM_CERT.findall(data)
+    if not blocks:
+        raise ValueError("no PEM certificate (-----BEGIN CERTIFICATE-----) in it")
+    pem = b"\n".join(blocks).decode("ascii")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"OpenSSL cannot use its certificates: {exc}") from None
+    return pem
+
+
+def _ca_file(entries: dict[str, Node], url: str, verify: bool) -> str | None:
+    node = entries.get("ca_file")
+    if node is None or node.is_null:
+        return None
+    path = F.absolute_path(node)
+    try:
+        read_ca_file(path)
+    except ValueError as exc:
+        raise F.Invalid(f"CA file {path}: {exc}", node) from None
+    if not url.startswith("https:"):
+        raise F.Invalid("ca_file needs an https:// url", node)
+    if not verify:
+        raise F.Invalid("ca_file is unused with verify_tls: false (remove one of them)", node)
+    return path
 
 
 def _only(entries: dict[str, Node], allowed: frozenset[str]) -> None:
@@ -63,9 +136,12 @@ def influx_target(node: Node) -> InfluxDBTarget:
         url = F.text("an http(s):// URL", HTTP_URL)(entries["url"])
         verify = F.boolean(entries["verify_tls"]) if "verify_tls" in entries else True
         legacy = "plancton_series" in entries and F.boolean(entries["plancton_series"])
+        ca_file = _ca_file(entries, url, verify)
         if not v2:
             database = F.text("a database name")(entries["database"])
-            return InfluxDBTarget(url, database, verify_tls=verify, plancton_series=legacy)
+            return InfluxDBTarget(
+                url, database, verify_tls=verify, plancton_series=legacy, ca_file=ca_file
+            )
         token = F.text("an API token")(entries["token"]) if "token" in entries else None
         return InfluxDBTarget(
             url,
@@ -74,6 +150,7 @@ def influx_target(node: Node) -> InfluxDBTarget:
             plancton_series=legacy,
             org=F.text("an organization name")(entries["org"]),
             token=token,
+            ca_file=ca_file,
         )
     value = node.text()
     if value is None or "#" not in value:
@@ -88,4 +165,75 @@ def influx_target(node: Node) -> InfluxDBTarget:
         raise F.expected(node, what)
     return InfluxDBTarget(
         url=url.rstrip("/"), database=database, verify_tls=verify, plancton_series=True
+    )
+
+
+def _secret(what: str, pattern: re.Pattern[str] | None = None) -> Callable[[Node], str]:
+    """Like `F.text`, but a refusal never quotes the value: errors go to the journal."""
+
+    def read(node: Node) -> str:
+        value = node.text()
+        if not value or (pattern is not None and not pattern.fullmatch(value)):
+            raise F.Invalid(f"expected {what} (the value is not shown)", node)
+        return value
+
+    return read
+
+
+def elasticsearch_target(node: Node) -> ElasticsearchTarget:
+    """`{url: https://es:9200, index_prefix: planctond, api_key: ...}`. Credentials have keys of
+    their own, never the URL's user:password, so no URL ever shown can carry them."""
+    what = (
+        "an Elasticsearch target: a mapping with url and optionally index_prefix, username and "
+        "password or api_key, verify_tls, ca_file"
+    )
+    if not node.is_map:
+        raise F.expected(node, what)
+    entries = dict(node.value)
+    _only(entries, ELASTICSEARCH_KEYS)
+    if "url" not in entries:
+        raise F.Invalid(f"{what} (missing url)", node)
+    url_node = entries["url"]
+    if "@" in (url_node.text() or ""):  # said without the URL: it may hold a password
+        raise F.Invalid(
+            "credentials in the URL are refused (it is shown in logs): use username and "
+            "password, or api_key",
+            url_node,
+        )
+    url_hint = "an http(s)://host[:port][/path] URL (credentials: username/password or api_key)"
+    url = F.text(url_hint, ES_URL)(url_node)
+    try:
+        urlsplit(url).port  # noqa: B018 (it checks the port)
+    except ValueError:
+        raise F.expected(url_node, "a URL with a port 1..65535") from None
+    prefix = DEFAULT_INDEX_PREFIX
+    if "index_prefix" in entries:
+        prefix = F.text(
+            "an index name prefix: lowercase letters, digits, '_', '.', '-', starting with a "
+            "letter or digit, at most 200 characters",
+            INDEX_PREFIX,
+        )(entries["index_prefix"])
+    verify = F.boolean(entries["verify_tls"]) if "verify_tls" in entries else True
+    readers = {
+        "username": F.text("a user name without ':' (HTTP basic auth)", _USERNAME),
+        "password": _secret("a password"),
+        "api_key": _secret("an API key: id:key, or its base64 form", _API_KEY),
+    }
+    given = {
+        key: reader(entries[key])
+        for key, reader in readers.items()
+        if key in entries and not entries[key].is_null
+    }
+    if "api_key" in given and ("username" in given or "password" in given):
+        raise F.Invalid("either username and password, or api_key, not both", node)
+    if ("username" in given) != ("password" in given):
+        raise F.Invalid("username and password go together", node)
+    return ElasticsearchTarget(
+        url=url.rstrip("/"),
+        index_prefix=prefix,
+        username=given.get("username"),
+        password=given.get("password"),
+        api_key=given.get("api_key"),
+        verify_tls=verify,
+        ca_file=_ca_file(entries, url, verify),
     )

@@ -22,6 +22,7 @@ from planctond.config.legacy import LEGACY_KEYS, translate
 from planctond.config.model import (
     Config,
     DockerConfig,
+    ElasticsearchTarget,
     MonitoringConfig,
     OwnerConfig,
     PoolConfig,
@@ -277,7 +278,23 @@ class _Loader:
             influxdb=tuple(t for t in targets if t is not _FAILED),
             host=host,
             prometheus=prometheus,
+            elasticsearch=self.elasticsearch(entries.get("elasticsearch")),
         )
+
+    def elasticsearch(self, node: Node | None) -> tuple[ElasticsearchTarget, ...]:
+        """A list of targets; a single mapping is read as a list of one."""
+        if node is None or node.is_null:
+            return ()
+        if not (node.is_list or node.is_map):
+            self.problem(
+                node.path,
+                node.line,
+                f"expected a list of Elasticsearch targets, got {node.shown()}",
+            )
+            return ()
+        items = [node] if node.is_map else node.value
+        targets = [self.read(item, M.elasticsearch_target) for item in items]
+        return tuple(t for t in targets if t is not _FAILED)
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

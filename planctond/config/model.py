@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 from planctond import constants as C
 
@@ -124,10 +125,28 @@ class InfluxDBTarget:
     plancton_series: bool = False
     org: str | None = None  # set: the 2.x API (`/api/v2/write`, org and bucket)
     token: str | None = field(default=None, repr=False)  # 2.x API token; never shown
+    ca_file: str | None = None  # PEM CA certificates trusted instead of the system's
 
     @property
     def v2(self) -> bool:
         return self.org is not None
+
+
+DEFAULT_INDEX_PREFIX: Final = "planctond"  # indices planctond-YYYY.MM.DD
+
+
+@dataclass(frozen=True)
+class ElasticsearchTarget:
+    """Documents into `<index_prefix>-YYYY.MM.DD` through the bulk API (Elasticsearch 7.8+ and
+    8.x, OpenSearch). Credentials are basic auth or an API key, never both; never shown."""
+
+    url: str  # base URL, e.g. https://es.example.org:9200 (a path prefix for a proxy allowed)
+    index_prefix: str = DEFAULT_INDEX_PREFIX
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)  # "id:key" or its base64 form
+    verify_tls: bool = True
+    ca_file: str | None = None  # PEM CA certificates trusted instead of the system's
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,7 @@ class MonitoringConfig:
     influxdb: tuple[InfluxDBTarget, ...] = ()
     host: str | None = None  # the `host` tag of every point; None = this machine's name
     prometheus: PrometheusListen | None = None
+    elasticsearch: tuple[ElasticsearchTarget, ...] = ()
 
 
 @dataclass(frozen=True)

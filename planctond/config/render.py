@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import yaml
 
-from planctond.config.model import Config, InfluxDBTarget, PoolConfig
+from planctond.config.model import Config, ElasticsearchTarget, InfluxDBTarget, PoolConfig
 from planctond.config.units import format_duration, format_size
 
 HIDDEN: Final = "(hidden)"  # a secret's place in the rendered config
@@ -60,17 +60,26 @@ def _pool(pool: PoolConfig) -> dict[str, Any]:
 
 def _influx(target: InfluxDBTarget) -> dict[str, Any]:
     """A 2.x token is shown as a mark: `--check-config` output gets pasted into tickets."""
+    tls = {"verify_tls": target.verify_tls, "ca_file": target.ca_file}
     if not target.v2:
-        return {
-            "url": target.url,
-            "database": target.database,
-            "verify_tls": target.verify_tls,
-            "plancton_series": target.plancton_series,
+        return {"url": target.url, "database": target.database, **tls} | {
+            "plancton_series": target.plancton_series
         }
     out: dict[str, Any] = {"url": target.url, "org": target.org, "bucket": target.database}
     if target.token is not None:
         out["token"] = HIDDEN
-    return out | {"verify_tls": target.verify_tls, "plancton_series": target.plancton_series}
+    return out | tls | {"plancton_series": target.plancton_series}
+
+
+def _elasticsearch(target: ElasticsearchTarget) -> dict[str, Any]:
+    """The password and API key are shown as a mark, like a 2.x token; the user name is not a
+    secret and says which account writes."""
+    out: dict[str, Any] = {"url": target.url, "index_prefix": target.index_prefix}
+    if target.username is not None:
+        out |= {"username": target.username, "password": HIDDEN}
+    if target.api_key is not None:
+        out["api_key"] = HIDDEN
+    return out | {"verify_tls": target.verify_tls, "ca_file": target.ca_file}
 
 
 def _prometheus(config: Config) -> dict[str, str] | None:
@@ -106,6 +115,7 @@ def effective_dict(config: Config) -> dict[str, Any]:
             "host": config.monitoring.host,
             "prometheus": _prometheus(config),
             "influxdb": [_influx(t) for t in config.monitoring.influxdb],
+            "elasticsearch": [_elasticsearch(t) for t in config.monitoring.elasticsearch],
         },
         "pools": {pool.name: _pool(pool) for pool in config.pools},
     }

@@ -92,9 +92,13 @@ TOP: Final[dict[str, Callable[[Node], Any]]] = {
 }
 TOP_KEYS: Final = frozenset({*TOP, "owner", "pools", "defaults", "docker", "monitoring"})
 PULL_KEYS: Final = frozenset({"policy", "refresh"})
-INFLUX_KEYS: Final = frozenset({"url", "database", "verify_tls", "plancton_series"})
-INFLUX2_KEYS: Final = frozenset({"url", "org", "bucket", "token", "verify_tls", "plancton_series"})
-MONITORING_KEYS: Final = frozenset({"influxdb", "host", "prometheus"})
+_TLS_KEYS: Final = frozenset({"verify_tls", "ca_file"})
+INFLUX_KEYS: Final = frozenset({"url", "database", "plancton_series", *_TLS_KEYS})
+INFLUX2_KEYS: Final = frozenset({"url", "org", "bucket", "token", "plancton_series", *_TLS_KEYS})
+ELASTICSEARCH_KEYS: Final = frozenset(
+    {"url", "index_prefix", "username", "password", "api_key", *_TLS_KEYS}
+)
+MONITORING_KEYS: Final = frozenset({"influxdb", "host", "prometheus", "elasticsearch"})
 PROMETHEUS_KEYS: Final = frozenset({"listen"})
 # `PORT`, `HOST:PORT` or `[IPv6]:PORT`; the host part a name or an address literal.
 LISTEN: Final = re.compile(
@@ -103,6 +107,13 @@ LISTEN: Final = re.compile(
 # A host name as a tag value: what `hostname` may hold, plus the dots of a fully qualified name.
 HOST_TAG: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}", re.ASCII)
 HTTP_URL: Final = re.compile(r"https?://[^/\s#]+(?:/\S*)?")
+# Elasticsearch's URL holds no credentials (they have keys of their own, kept out of sight), no
+# query and no fragment: the writer appends `/_bulk` and `/_index_template/...` to its path.
+ES_URL: Final = re.compile(r"https?://[^/\s#?@]+(?:/[^\s#?@]*)?")
+# `<prefix>-YYYY.MM.DD` must be an index name Elasticsearch and OpenSearch both take: lowercase,
+# none of `\ / * ? " < > | , # :` or spaces, not starting with `-`, `_`, `+` (refused) or `.`
+# (hidden and system indices), at most 255 bytes with the date.
+INDEX_PREFIX: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,199}", re.ASCII)
 
 
 def config_keys() -> dict[str, frozenset[str]]:
@@ -116,6 +127,7 @@ def config_keys() -> dict[str, frozenset[str]]:
         "monitoring.influxdb[] (1.x)": INFLUX_KEYS,
         "monitoring.influxdb[] (2.x)": INFLUX2_KEYS,
         "monitoring.prometheus": PROMETHEUS_KEYS,
+        "monitoring.elasticsearch[]": ELASTICSEARCH_KEYS,
         "legacy (Plancton 0.6)": frozenset(LEGACY_KEYS),
     }
 

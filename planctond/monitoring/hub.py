@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
-from planctond.config.model import Config, InfluxDBTarget, PrometheusListen
+from planctond.config.model import Config, ElasticsearchTarget, InfluxDBTarget, PrometheusListen
 from planctond.monitoring.legacy_series import legacy_event, legacy_status, plancton_hostname
 from planctond.monitoring.outbox import OutboxHealth
 from planctond.monitoring.point import Point
@@ -43,7 +43,8 @@ class Backend(Protocol):
 
 BackendFactory = Callable[[InfluxDBTarget], Backend]
 PrometheusFactory = Callable[[PrometheusListen], Backend]
-Target = InfluxDBTarget | PrometheusListen
+ElasticsearchFactory = Callable[[ElasticsearchTarget], Backend]
+Target = InfluxDBTarget | PrometheusListen | ElasticsearchTarget
 
 
 def target_name(target: Target) -> str:
@@ -53,6 +54,8 @@ def target_name(target: Target) -> str:
         return f"prometheus http://{host}:{target.port}/metrics"
     scheme, sep, rest = target.url.partition("://")
     host = rest.rpartition("@")[2] if sep else target.url
+    if isinstance(target, ElasticsearchTarget):
+        return f"elasticsearch {scheme}{sep}{host} {target.index_prefix}-*"
     if target.v2:
         return f"influxdb2 {scheme}{sep}{host} {target.org}/{target.database}"
     return f"influxdb {scheme}{sep}{host}#{target.database}"
@@ -82,11 +85,13 @@ class MonitoringHub:
         *,
         make_influx: BackendFactory,
         make_prometheus: PrometheusFactory | None = None,
+        make_elasticsearch: ElasticsearchFactory | None = None,
         clock: Callable[[], float] = time.time,
         hostname: Callable[[], str] = socket.gethostname,
     ) -> None:
         self._make_influx = make_influx
         self._make_prometheus = make_prometheus
+        self._make_elasticsearch = make_elasticsearch
         self._clock = clock
         self._hostname = hostname
         self._backends: dict[Target, Backend] = {}
@@ -113,7 +118,7 @@ class MonitoringHub:
         self._legacy_host = monitoring.host or plancton_hostname(host)
         self._recorder.set_pool_cpus(pool_cpus_of(config))
         self._interval = config.tick
-        wanted: list[Target] = [*monitoring.influxdb]
+        wanted: list[Target] = [*monitoring.influxdb, *monitoring.elasticsearch]
         if monitoring.prometheus is not None:
             wanted.append(monitoring.prometheus)
         for target in [t for t in self._backends if t not in wanted]:
@@ -127,6 +132,13 @@ class MonitoringHub:
     def _make(self, target: Target) -> Backend:
         if isinstance(target, InfluxDBTarget):
             return self._make_influx(target)
+        if isinstance(target, ElasticsearchTarget):
+            if self._make_elasticsearch is None:
+                return Unavailable(target_name(target), "no Elasticsearch writer in this build")
+            try:
+                return self._make_elasticsearch(target)
+            except ValueError as exc:  # a URL the writer cannot use: said, not fatal
+                return Unavailable(target_name(target), str(exc))
         if self._make_prometheus is None:
             return Unavailable(target_name(target), "no Prometheus exporter in this build")
         try:
@@ -136,9 +148,10 @@ class MonitoringHub:
             return Unavailable(target_name(target), f"cannot listen: {exc}")
 
     def _retire(self, target: Target, backend: Backend) -> None:
-        """A dropped InfluxDB target gets CLOSE_TIMEOUT to deliver what it holds, in a thread of
-        its own: a reload runs on the supervisor's loop, which a dead server must never stall.
-        A Prometheus endpoint holds nothing and is shut at once, so a new one may take its port."""
+        """A dropped InfluxDB or Elasticsearch target gets CLOSE_TIMEOUT to deliver what it holds,
+        in a thread of its own: a reload runs on the supervisor's loop, which a dead server must
+        never stall. A Prometheus endpoint holds nothing and is shut at once, so a new one may
+        take its port."""
         if isinstance(target, PrometheusListen):
             backend.close(1.0)
             return

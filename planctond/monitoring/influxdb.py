@@ -16,12 +16,12 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import ssl
 from typing import Final
 from urllib.parse import unquote, urlencode, urlsplit
 
 from planctond.config.model import InfluxDBTarget
 from planctond.monitoring.outbox import SinkError
+from planctond.monitoring.tls import ClientTLS, tls_reason
 from planctond.text import safe_text
 
 DEFAULT_TIMEOUT: Final = 10.0  # seconds for each connect, send and read of one request
@@ -62,7 +62,8 @@ class InfluxV1Writer:
         timeout: float = DEFAULT_TIMEOUT,
         ca_file: str | None = None,
     ) -> None:
-        """ValueError for a URL that is not http(s)://host[:port][/prefix]."""
+        """ValueError for a URL that is not http(s)://host[:port][/prefix]. `ca_file`, when
+        given, replaces the target's."""
         parts = urlsplit(target.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an InfluxDB URL must be http(s)://host[:port][/path]")
@@ -85,12 +86,9 @@ class InfluxV1Writer:
         host = f"[{self._host}]" if ":" in self._host else self._host
         netloc = host if port is None else f"{host}:{port}"
         self.display = f"{parts.scheme}://{netloc}{self._prefix}"  # what logs may show
-        self._context: ssl.SSLContext | None = None
+        self._tls: ClientTLS | None = None
         if parts.scheme == "https":
-            self._context = ssl.create_default_context(cafile=ca_file)
-            if not target.verify_tls:  # Plancton's "insecure_https:": self-signed servers
-                self._context.check_hostname = False
-                self._context.verify_mode = ssl.CERT_NONE
+            self._tls = ClientTLS(verify=target.verify_tls, ca_file=ca_file or target.ca_file)
 
     def __call__(self, body: bytes) -> None:
         """Write one batch of line protocol. SinkError says why not (retry=False: never)."""
@@ -138,16 +136,16 @@ class InfluxV1Writer:
             status = response.status
             reply = response.read(ERROR_BODY_LIMIT) if read_ok or status >= 300 else b""
         except (OSError, http.client.HTTPException) as exc:
-            reason = safe_text(str(exc) or type(exc).__name__, MESSAGE_LIMIT)
+            reason = safe_text(tls_reason(exc), MESSAGE_LIMIT)
             raise SinkError(self._scrub(f"no reply from {self.display}: {reason}")) from exc
         finally:
             connection.close()
         return status, _server_message(reply)
 
     def _connect(self) -> http.client.HTTPConnection:
-        if self._context is not None:
+        if self._tls is not None:
             return http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._timeout, context=self._context
+                self._host, self._port, timeout=self._timeout, context=self._tls.context()
             )
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
@@ -156,7 +154,7 @@ class InfluxV1Writer:
 
     def _scrub(self, text: str) -> str:
         """Belt and braces: no message may carry a credential, whatever a library put in it."""
-        for secret in self._secrets:
+        for secret in sorted(self._secrets, key=len, reverse=True):  # a password is in its token
             text = text.replace(secret, "***")
         return text
 

@@ -46,6 +46,16 @@ class SinkError(Exception):
 
 
 @dataclass(frozen=True)
+class Refused:
+    """What a send returns when the backend judged the batch point by point (Elasticsearch's
+    bulk API) and refused `points` of it for good: those are dropped and counted like a refused
+    batch, the rest were delivered. `error` is logged and shown, so no credentials in it."""
+
+    points: int
+    error: str
+
+
+@dataclass(frozen=True)
 class OutboxHealth:
     name: str
     ok: bool  # the last attempt succeeded (or none failed yet)
@@ -55,7 +65,7 @@ class OutboxHealth:
     last_error: str  # the latest failure, kept after recovery; "" when there was none
 
 
-Send = Callable[[bytes], None]
+Send = Callable[[bytes], Refused | None]
 Wait = Callable[[threading.Event, float], bool]
 
 
@@ -210,15 +220,21 @@ class Outbox:
                 unencodable.append(_describe(exc))
         if unencodable:
             self._tell_unencodable(unencodable)
+        refused: Refused | None = None
         try:
             if lines:
-                self._send(b"".join(lines))
+                refused = self._send(b"".join(lines))
         except Exception as exc:  # the sender must outlive any backend (and any bug in send)
             if isinstance(exc, SinkError) and not exc.retry:
                 self._refused(_describe(exc), len(lines))
                 return 0.0
             return self._failed(_describe(exc))
-        self._delivered(len(lines), len(unencodable))
+        if refused is not None and refused.points > 0:
+            count = min(refused.points, len(lines))
+            self._refused_points(safe_text(refused.error, ERROR_LIMIT), count)
+            self._delivered(len(lines) - count, len(unencodable) + count)
+        else:
+            self._delivered(len(lines), len(unencodable))
         return 0.0
 
     def _count_evicted(self, count: int, first: int | None = None) -> None:
@@ -239,11 +255,12 @@ class Outbox:
         self._flight_start = self._flight_end = self._head
         self._evicted_in_flight = 0
 
-    def _delivered(self, sent: int, unencodable: int) -> None:
+    def _delivered(self, sent: int, dropped: int) -> None:
+        """`sent` points arrived; `dropped` of the batch never will (unencodable, refused)."""
         back: tuple[int, int] | None = None
         with self._lock:
             self._finish_flight()  # evicted while in flight but delivered: not dropped
-            self._dropped += unencodable
+            self._dropped += dropped
             if not sent:
                 return  # nothing was sent, so nothing is known about the backend
             self._failures = 0
@@ -277,6 +294,21 @@ class Outbox:
                 "counted): %s",
                 self.name,
                 sent,
+                error,
+            )
+
+    def _refused_points(self, error: str, count: int) -> None:
+        """Some points of a batch the backend took will never be: said once, then counted."""
+        with self._lock:
+            self._last_error = error
+            first = not self._told_refused
+            self._told_refused = True
+        if first:
+            log.warning(
+                "backend %s refused %d points of a batch, dropped them (later refusals are only "
+                "counted): %s",
+                self.name,
+                count,
                 error,
             )
 
@@ -316,4 +348,4 @@ class Outbox:
             )
 
 
-__all__ = ["Outbox", "OutboxHealth", "SinkError"]
+__all__ = ["Outbox", "OutboxHealth", "Refused", "SinkError"]

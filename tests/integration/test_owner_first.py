@@ -93,6 +93,14 @@ def scope_cgroup() -> Iterator[ScopeCgroup]:
     owner_dirs = [Path(m) / name.lstrip("/") / "owner" for m in mounts]
     for d in owner_dirs:
         d.mkdir(parents=True)
+    # A heavy weight for the whole scope, so the test's owner gets the CPU it asks for however
+    # busy the shared host is: the test decides the owner's load, not whatever else runs here.
+    # (Inside the scope the pilots' parent is still idle: the owner comes first there.)
+    for weight_file, weight in (("cpu.shares", "10240"), ("cpu.weight", "10000")):
+        for m in mounts:
+            path = Path(m) / name.lstrip("/") / weight_file
+            if path.exists():
+                path.write_text(weight)
     yield ScopeCgroup(layout, name, owner_dirs)
     for d in owner_dirs:  # the burners were killed with the burner fixture
         with contextlib.suppress(OSError):
@@ -115,6 +123,7 @@ def _at(d: Any, pattern: str, since: int = 0) -> float:
 
 @pytest.mark.parametrize("work", ["idle", "busy"])
 def test_owner_load_freezes_then_stops_pilots_and_they_come_back(
+    scope_cgroup: ScopeCgroup,
     daemon_factory: DaemonFactory,
     docker_client: Any,
     busybox_image: str,
@@ -123,16 +132,27 @@ def test_owner_load_freezes_then_stops_pilots_and_they_come_back(
 ) -> None:
     # Busy pilots are starved by the idle cgroup so completely that the freezer may not catch
     # them: they count as frozen all the same and the ladder still ends in a graceful stop.
+    # The owner is the test's own cgroup: other work on a shared host is not the owner here.
     command = '["sleep", "600"]' if work == "idle" else '["sh", "-c", "while :; do :; done"]'
-    d = daemon_factory(pool_config(command=command, max_pilots="2", cpus=0.25, reserve=0.5))
+    d = daemon_factory(scope_cgroup.config(command=command, max_pilots="2", cpus=0.25, reserve=0.5))
     wait_for(lambda: len(pilots(docker_client, d.instance_id)) == 2, 30, message=d.tail)
     first = {c.id for c in pilots(docker_client, d.instance_id)}
     mark = d.mark()
-    burner.start()
+    burner.start(scope_cgroup)
     t_burn = time.monotonic()
     d.wait_for_line(r"pilot-frozen", 30, since=mark)
     t_frozen = _at(d, r"pilot-frozen", mark)
     assert t_frozen - t_burn >= 2.5, "froze before grace_kill (3 s)"
+    # The yield as monitoring reports it: from the start of the reading that first showed the
+    # owner (at most a tick before the burner) to the pilots frozen; the CPU their cgroup used
+    # meanwhile is bounded by their quota (2 x 0.25 CPU), and read from the kernel, not made up.
+    d.wait_for_line(r"owner-yield", 30, since=mark)
+    yielded = d.find_lines(r"owner-yield", mark)[0]
+    found = re.search(r"in ([\d.]+)s: 2 pilot\(s\) .* used ([\d.]+) CPU-seconds", yielded.text)
+    assert found is not None, yielded.text
+    latency, pilot_cpu = float(found[1]), float(found[2])
+    assert 3.0 <= latency <= yielded.at - t_burn + 2.5, (latency, yielded.at - t_burn)
+    assert 0.0 <= pilot_cpu <= 0.5 * latency + 0.1, (pilot_cpu, latency)
     if work == "idle":
         wait_for(
             lambda: all(c.status == "paused" for c in pilots(docker_client, d.instance_id)),
@@ -140,6 +160,7 @@ def test_owner_load_freezes_then_stops_pilots_and_they_come_back(
             message=d.tail,
         )
     d.wait_for_line(r"pilot-(stopped|killed) .*owner-cpu", 30, since=mark)
+    assert len(d.find_lines(r"owner-yield", mark)) == 1, "stopping frozen pilots is no new yield"
     # when the stop was decided (grace_spawn counts from there), not when the pilot had gone
     t_stopped = _at(d, r"stopping pilot .*\(owner-cpu\)", mark)
     assert t_stopped - t_frozen >= 2.5, "stopped before `freeze` (3 s) ran out"
@@ -156,14 +177,19 @@ def test_owner_load_freezes_then_stops_pilots_and_they_come_back(
 
 
 def test_owner_leaving_within_freeze_thaws_pilots(
-    daemon_factory: DaemonFactory, docker_client: Any, busybox_image: str, burner: Burner
+    scope_cgroup: ScopeCgroup,
+    daemon_factory: DaemonFactory,
+    docker_client: Any,
+    busybox_image: str,
+    burner: Burner,
 ) -> None:
-    cfg = pool_config(max_pilots="1", cpus=0.5, reserve=0.5).replace("freeze: 3s", "freeze: 60s")
+    cfg = scope_cgroup.config(max_pilots="1", cpus=0.5, reserve=0.5)
+    cfg = cfg.replace("freeze: 3s", "freeze: 60s")
     d = daemon_factory(cfg)
     wait_for(lambda: len(pilots(docker_client, d.instance_id)) == 1, 30, message=d.tail)
     pid = pilots(docker_client, d.instance_id)[0].id
     mark = d.mark()
-    burner.start()
+    burner.start(scope_cgroup)
     d.wait_for_line(r"pilot-frozen", 30, since=mark)
     burner.stop()
     d.wait_for_line(r"pilot-thawed", 30, since=mark)
