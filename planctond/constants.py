@@ -10,6 +10,13 @@ DEFAULT_CONFIG_PATH: Final = "/etc/plancton/config.yaml"
 DEFAULT_STATE_DIR: Final = "/var/lib/planctond"
 STATE_FILE_NAME: Final = "state.json"
 INSTANCE_FILE_NAME: Final = "instance-id"
+# Pieces of config next to the main file (`/etc/plancton/config.d/*.yaml`), merged in name order
+# over the remote config and under the main file: packages and admins add a piece each.
+DROPIN_DIR_NAME: Final = "config.d"
+DROPIN_SUFFIX: Final = ".yaml"
+MAX_DROPINS: Final = 100
+# The last remote config in force, with its ETag, so a restart with the server down runs it.
+REMOTE_CACHE_NAME: Final = "remote-config.json"
 
 # --- Docker labels: pilots are found by label, never by name ----------------------------------
 LABEL_MANAGED: Final = "org.plancton.managed"
@@ -96,6 +103,26 @@ MAX_LOG_FILES: Final = 100
 # PyYAML's pure-Python reader takes about a second per 500 KiB on a small host: this keeps every
 # file, whatever its shape, to a fraction of a second.
 MAX_CONFIG_SIZE: Final = 256 * 1024
+
+# --- remote config (`remote:`) -----------------------------------------------------------------
+DEFAULT_REMOTE_INTERVAL: Final = 300.0  # seconds between two checks of the remote config
+MIN_REMOTE_INTERVAL: Final = 1.0  # a conditional request answered 304 costs the server little
+MAX_REMOTE_INTERVAL: Final = 7 * 86400.0
+# Each wait is the interval times a random factor in 1 +- this, and the first check after a start
+# comes within this fraction of the interval: a fleet restarted at once (a power cut, an upgrade)
+# spreads its requests instead of hitting the server in lockstep.
+REMOTE_JITTER: Final = 0.2
+# While no document of the remote is in force (a first start with the server down) the host runs
+# no pilots: it asks at least this often, whatever the interval.
+REMOTE_PENDING_RETRY: Final = 60.0
+DEFAULT_REMOTE_TIMEOUT: Final = 30.0  # seconds for a whole fetch: connect, TLS, headers, body
+MAX_REMOTE_TIMEOUT: Final = 300.0
+GITHUB_RAW: Final = "https://raw.githubusercontent.com"
+# `github:user/repo` without a branch: the repository's default branch (what Plancton's
+# `git clone` took), which raw.githubusercontent.com resolves from HEAD; without a path, the
+# config.yaml at the top of the repository (Plancton cloned the repository into /etc/plancton).
+GITHUB_DEFAULT_REF: Final = "HEAD"
+GITHUB_DEFAULT_PATH: Final = "config.yaml"
 
 # Exit codes Docker reports for pilots we stopped ourselves (SIGTERM / SIGKILL).
 SIGNAL_EXIT_CODES: Final = frozenset({137, 143})

@@ -11,7 +11,7 @@ _planctonctl() {
         cword=$COMP_CWORD
     fi
 
-    local commands="status pilots start drain resume stop reload logs"
+    local commands="status pilots start drain resume stop reload logs bootstrap"
     local options="--json --help --version"
 
     # Find the command word, if any, skipping global options.
@@ -38,7 +38,7 @@ _planctonctl() {
             local jopts="-f --follow -n --lines -p --priority -S --since -U --until -o --output -x -r --reverse --no-pager --json"
             local fields="PLANCTON_EVENT= PLANCTON_PILOT= PLANCTON_POOL= PLANCTON_REASON= PLANCTON_EXIT_CODE="
             if [[ "$cur" == PLANCTON_EVENT=* ]]; then
-                local events="pilot-started pilot-exited pilot-frozen pilot-thawed pilot-stopped pilot-killed state-changed config-loaded config-rejected docker-lost docker-back pool-backoff image"
+                local events="pilot-started pilot-exited pilot-frozen pilot-thawed pilot-stopped pilot-killed state-changed config-loaded config-rejected docker-lost docker-back pool-backoff image owner-yield"
                 COMPREPLY=($(compgen -P "PLANCTON_EVENT=" -W "$events" -- "${cur#PLANCTON_EVENT=}"))
             elif [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "$jopts" -- "$cur"))
@@ -46,6 +46,17 @@ _planctonctl() {
                 COMPREPLY=($(compgen -W "$fields" -- "$cur"))
                 [[ ${#COMPREPLY[@]} -eq 1 && "${COMPREPLY[0]}" == *= ]] && compopt -o nospace 2>/dev/null
             fi
+            ;;
+        bootstrap)
+            local bopts="--as --yes --dry-run --config --state-dir --ca-file --pin-sha256 --token-file --interval --timeout --help"
+            case "$prev" in
+                --as) COMPREPLY=($(compgen -W "local remote" -- "$cur")) ;;
+                --config|--ca-file|--token-file) COMPREPLY=($(compgen -f -- "$cur")) ;;
+                --state-dir) COMPREPLY=($(compgen -d -- "$cur")) ;;
+                --pin-sha256|--interval|--timeout) ;;
+                *) [[ "$cur" == -* ]] && COMPREPLY=($(compgen -W "$bopts" -- "$cur"))
+                   [[ -z "$cur" ]] && COMPREPLY=($(compgen -W "https:// github:" -- "$cur")) ;;
+            esac
             ;;
         status|pilots|start|drain|resume|stop|reload)
             [[ "$cur" == -* ]] && COMPREPLY=($(compgen -W "--json --help" -- "$cur"))

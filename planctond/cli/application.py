@@ -14,22 +14,26 @@ import logging
 import os
 import signal
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from planctond import __version__
 from planctond import constants as C
+from planctond.config.errors import ConfigError
 from planctond.config.expr import compile_expr
-from planctond.config.loader import load_config
+from planctond.config.layers import load_layered
 from planctond.config.model import Config, ElasticsearchTarget, InfluxDBTarget, PrometheusListen
+from planctond.config.remote import RemoteDocument
 from planctond.control.journal import log_event
 from planctond.control.notify import SystemdNotifier
 from planctond.engine.docker_engine import DockerEngine
 from planctond.monitoring.hub import Backend, MonitoringHub, target_name
+from planctond.remote.cache import RemoteCache
+from planctond.remote.fetch import fetch
 from planctond.supervisor.api import ControlError
 from planctond.supervisor.events import Event, EventKind
 from planctond.supervisor.host_probe import CgroupHostProbe
 from planctond.supervisor.ports import SystemClock
+from planctond.supervisor.remote_watch import RemotePort
 from planctond.supervisor.runner import ThreadRunner
 from planctond.supervisor.state_store import StateStore
 from planctond.supervisor.supervisor import Supervisor
@@ -53,6 +57,7 @@ class Application:
         state_dir_override: str | None,
         leave_pilots: bool,
         dbus: bool,
+        remote_document: RemoteDocument | None = None,
     ) -> None:
         self._leave_pilots = leave_pilots
         self._dbus = dbus
@@ -74,6 +79,7 @@ class Application:
             host=CgroupHostProbe(),
             runner=self.runner,
             clock=SystemClock(),
+            remote=RemotePort(fetch, RemoteCache(config.state_dir).save, remote_document),
         )
         self.supervisor.events.subscribe(log_event)
         self.monitoring = MonitoringHub(
@@ -89,12 +95,12 @@ class Application:
         self._idle: LogindIdleSource | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _load(self, path: str | None) -> Config:
-        """Reloads read the same file; --state-dir keeps overriding what it says. A missing file
-        gives the built-in defaults, as at a first start without one; once a file was loaded, the
-        config watch refuses them (`ConfigWatch._refuse_gone_file`): the file has gone."""
-        cfg = load_config(path, missing_ok=True)
-        return replace(cfg, state_dir=self._state_dir_override) if self._state_dir_override else cfg
+    def _load(self, path: str | None, document: RemoteDocument | None = None) -> Config:
+        """Reloads read the same file and its drop-ins, over the remote `document` when given;
+        --state-dir keeps overriding what they say. A missing file gives the built-in defaults,
+        as at a first start without one; once a file was loaded, the config watch refuses them
+        (`ConfigWatch._refuse_gone_file`): the file has gone."""
+        return load_layered(path, document, state_dir=self._state_dir_override)
 
     async def serve(self) -> int:
         sup, notifier = self.supervisor, self.notifier
@@ -207,6 +213,26 @@ class Application:
         self._idle = await start_owner_idle(bus)
         if self._idle is not None:
             self.supervisor.add_variable_source(self._idle.variables)
+
+
+def initial_config(
+    path: str, *, missing_ok: bool, state_dir: str | None
+) -> tuple[Config, RemoteDocument | None]:
+    """The config to start with: the host's files over the cached remote document, when the
+    files name its URL and it still loads (a host that starts while the server is down runs
+    what it ran before). ConfigError: the host's own files are bad."""
+    config = load_layered(path, missing_ok=missing_ok, state_dir=state_dir)
+    if config.remote is None:
+        return config, None
+    document = RemoteCache(config.state_dir).load(config.remote.url)
+    if document is None:
+        return config, None
+    try:
+        layered = load_layered(path, document, missing_ok=missing_ok, state_dir=state_dir)
+    except ConfigError as exc:
+        log.error("the cached remote config is refused; waiting for the server: %s", exc)
+        return config, None
+    return layered, document
 
 
 def uses_variable(config: Config, name: str) -> bool:

@@ -14,14 +14,11 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 
 from planctond import __version__
 from planctond import constants as C
-from planctond.cli.application import Application
+from planctond.cli.application import Application, initial_config
 from planctond.config.errors import ConfigError
-from planctond.config.loader import load_config
-from planctond.config.model import Config
 from planctond.config.variables import HOST_VARIABLES
 from planctond.control.journal import setup_logging
 from planctond.supervisor.state_store import StateStoreError
@@ -68,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check-config",
         metavar="FILE",
-        help="validate FILE, print the effective config with every default, exit 0 (valid) or 1",
+        help="validate FILE with its drop-ins (config.d/*.yaml next to it) and the cached remote "
+        "config, print the effective config with every default and where each value came from, "
+        "exit 0 (valid) or 1",
     )
     p.add_argument(
         "--setup-cgroup",
@@ -95,9 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str, explicit: bool) -> Config:
-    # The default path may be absent (fresh install without a config): run the dummy pilots.
-    return load_config(path, missing_ok=not explicit)
+def check_config(path: str, state_dir: str | None) -> int:
+    """`--check-config`: the host's files over the remote document in the cache (when there is
+    one of the URL they name: nothing is fetched here), each value with its origin."""
+    from planctond.config.explain import render_explained
+    from planctond.config.layers import compose, local_sources
+    from planctond.remote.cache import RemoteCache
+
+    try:
+        sources = local_sources(path, missing_ok=False)
+        composed = compose(sources, None, name=path)
+        document = None
+        if composed.remote is not None:
+            cache = RemoteCache(state_dir or composed.config.state_dir)
+            document = cache.load(composed.remote.url)
+            if document is not None:
+                composed = compose(sources, document, name=path)
+    except ConfigError as exc:
+        print(f"planctond: {exc}", file=sys.stderr)
+        return 1
+    text = render_explained(composed)
+    if composed.remote is not None and document is None:
+        text += f"# note: no cached document of {composed.remote.url}: the remote's values are not shown (planctonctl bootstrap --dry-run fetches one)\n"  # fmt: skip
+    print(text, end="")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,26 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:16} {doc}")
         return 0
     if args.check_config:
-        try:
-            cfg = load_config(args.check_config, missing_ok=False)
-        except ConfigError as exc:
-            print(f"planctond: {exc}", file=sys.stderr)
-            return 1
-        from planctond.config.render import render_effective
-
-        print(render_effective(cfg), end="")
-        return 0
+        return check_config(args.check_config, args.state_dir)
     setup_logging(args.foreground, getattr(logging, args.log_level.upper()))
     explicit = "--config" in (argv if argv is not None else sys.argv[1:]) or any(
         a.startswith("--config=") for a in (argv if argv is not None else sys.argv[1:])
     )
     try:
-        cfg = _load(args.config, explicit)
+        # The default path may be absent (fresh install without a config): run the dummy pilots.
+        cfg, document = initial_config(
+            args.config, missing_ok=not explicit, state_dir=args.state_dir
+        )
     except ConfigError as exc:
         log.error("%s", exc)
         return EX_CONFIG
-    if args.state_dir:
-        cfg = replace(cfg, state_dir=args.state_dir)
     if args.setup_cgroup:
         from planctond.cli.setup_cgroup import main as setup_main
 
@@ -146,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state_dir_override=args.state_dir,
             leave_pilots=args.leave_pilots,
             dbus=not args.no_dbus,
+            remote_document=document,
         )
         return asyncio.run(app.serve())
     except StateStoreError as exc:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Final, TextIO
 
 from planctond import __version__
+from planctond.cli import bootstrap
 from planctond.constants import ADMIN_GROUP, BUS_NAME, INTERFACE, OBJECT_PATH, UNIT_NAME
 from planctond.text import safe_text
 
@@ -41,13 +42,8 @@ STATE_COMMANDS: Final = {
     "stop": ("Stop", "stop all pilots and start none"),
     "reload": ("Reload", "re-read the configuration (the old one stays if the new is invalid)"),
 }
-NOT_RUNNING_ERRORS: Final = frozenset(
-    {
-        "org.freedesktop.DBus.Error.ServiceUnknown",
-        "org.freedesktop.DBus.Error.NameHasNoOwner",
-        "org.freedesktop.DBus.Error.Disconnected",
-    }
-)
+NOT_RUNNING_ERRORS: Final = frozenset({"org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner", "org.freedesktop.DBus.Error.Disconnected"})  # fmt: skip
 READ_MEMBERS: Final = frozenset({"Status", "ListPilots", "Get"})
 DENIED_ERRORS: Final = frozenset(
     {"org.freedesktop.DBus.Error.AccessDenied", "org.plancton.Error.AccessDenied"}
@@ -73,8 +69,8 @@ EPILOG: Final = f"""\
 logs passes its arguments to journalctl -u {UNIT_NAME}, e.g. `planctonctl logs -f` or
 `planctonctl logs PLANCTON_EVENT=pilot-killed`; without any it shows the last 100 entries.
 
-Anyone may run status and pilots; start, drain, resume, stop and reload need root or
-membership in group {ADMIN_GROUP}.
+Anyone may run status and pilots; start, drain, resume, stop, reload and bootstrap need root
+or membership in group {ADMIN_GROUP} (bootstrap also needs write access to the config files).
 
 exit status:
   0  success
@@ -116,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     # "+" prefix: every "-x" after `logs` belongs to journalctl, not to us.
     logs = sub.add_parser("logs", help="show the daemon's journal", prefix_chars="+")
     logs.add_argument("journal_args", nargs=argparse.REMAINDER, help="passed to journalctl")
+    bootstrap.add_parser(sub)
     return parser
 
 
@@ -299,6 +296,8 @@ def print_status(s: dict[str, Any], pilots: list[dict[str, Any]], out: TextIO, n
     for key, value in sorted(s["extra"].items()):
         if key.startswith("monitoring "):  # one line per backend: health, backlog, drops
             fields.append(("Monitoring", f"{key.removeprefix('monitoring ')}: {value}"))
+        elif key == "remote":  # the remote config: its URL, health and what is in force
+            fields.append(("Remote", value))
     for label, value in fields:
         out.write(f"  {label + ':':<12}{value}\n")
     if s["pools"]:
@@ -379,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):  # a terminal in a non-UTF-8 locale
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
+        if args.command == "bootstrap":
+            return bootstrap.main(args)
         return asyncio.run(_run(args.command, as_json, sys.stdout))
     except CtlError as exc:
         sys.stderr.write(f"planctonctl: {exc}\n")

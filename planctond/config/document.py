@@ -66,6 +66,9 @@ class Node:
     line: int  # 1-based; for a mapping entry the line of its key
     raw: str | None = None  # a scalar's text as written (so `user: 1:10` stays "1:10")
     keys: dict[str, int] = field(default_factory=dict)  # mapping: key -> line of the key
+    # The file (or URL) the value was written in: a config merged from several (remote, drop-ins,
+    # the main file) names the right one in each error.
+    file: str = ""
 
     @property
     def is_map(self) -> bool:
@@ -201,14 +204,14 @@ class _Builder:
                 self.build(item, f"{path}[{i}]", item.start_mark.line + 1, depth + 1)
                 for i, item in enumerate(node.value)
             ]
-            return Node(value=items, path=path, line=line)
+            return Node(value=items, path=path, line=line, file=self.file)
         if isinstance(node, MappingNode):
             entries: dict[str, Node] = {}
             keys: dict[str, int] = {}
             for key, key_line, value in self.entries(node, path, depth):
                 keys[key] = key_line
                 entries[key] = self.build(value, child_path(path, key), key_line, depth + 1)
-            return Node(value=entries, path=path, line=line, keys=keys)
+            return Node(value=entries, path=path, line=line, keys=keys, file=self.file)
         raise self.fail(path, line, f"unsupported YAML node {type(node).__name__}")
 
     def scalar(self, node: ScalarNode, path: str, line: int) -> Node:
@@ -224,7 +227,7 @@ class _Builder:
             value = self.constructor.construct_object(node, deep=True)
         except Exception as exc:  # PyYAML's constructors raise ValueError, KeyError, ...
             raise self.fail(path, line, f"cannot read value {text!r}: {yaml_reason(exc)}") from None
-        return Node(value=value, path=path, line=line, raw=text)
+        return Node(value=value, path=path, line=line, raw=text, file=self.file)
 
     def key(self, node: yaml.Node, path: str, line: int) -> str:
         if not isinstance(node, ScalarNode) or node.value == "":
@@ -318,7 +321,7 @@ def parse_document(text: str, file: str) -> Node | Problem:
     except yaml.YAMLError as exc:
         return Problem(file, "", None, f"not valid YAML: {yaml_reason(exc)}")
     if root is None:
-        return Node(value={}, path="", line=1)
+        return Node(value={}, path="", line=1, file=file)
     try:
         return _Builder(file).build(root, "", root.start_mark.line + 1)
     except _DocumentError as exc:

@@ -7,15 +7,14 @@ had a list of `URL#database` strings), so an unknown key is always an error here
 
 A `ca_file` is read and parsed at load, as the daemon's user: a CA file the daemon cannot read
 (`ProtectHome=`, its mode) or that holds no certificate is refused with the reload, where the admin
-is looking, instead of failing every send later. The writers read it again with `read_ca_file`.
+is looking, instead of failing every send later. The writers read it again with `read_ca_file`
+(`config/tls.py`, shared with the remote config).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import ssl
 from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
@@ -23,7 +22,6 @@ from urllib.parse import urlsplit
 from planctond.config import fields as F
 from planctond.config.document import Node
 from planctond.config.errors import did_you_mean
-from planctond.config.files import read_limited
 from planctond.config.model import (
     DEFAULT_INDEX_PREFIX,
     ElasticsearchTarget,
@@ -40,37 +38,10 @@ from planctond.config.schema import (
     LISTEN,
     PROMETHEUS_KEYS,
 )
+from planctond.config.tls import read_ca_file
 
 _USERNAME: Final = re.compile(r"[^:]+")
 _API_KEY: Final = re.compile(r"[A-Za-z0-9_+/=:.-]+", re.ASCII)
-MAX_CA_FILE: Final = 4 * 1024 * 1024  # Debian's whole ca-certificates bundle is ~0.2 MiB
-# Only the certificate blocks are handed to OpenSSL: bundles carry comments (in UTF-8, which
-# `cadata` refuses) between them.
-_PEM_CERT: Final = re.compile(
-    rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*?-----END CERTIFICATE-----"
-)
-
-
-def read_ca_file(path: str) -> str:
-    """The CA certificates in the PEM file at `path`, checked by OpenSSL; ValueError says why
-    not. Read with `read_limited`: a FIFO or a device at the path must not hang the daemon."""
-    try:
-        data = read_limited(path, MAX_CA_FILE)
-    except FileNotFoundError:
-        raise ValueError("no such file") from None
-    except PermissionError:
-        raise ValueError(f"not readable by uid {os.geteuid()}") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
-    blocks = _PEM_CERT.findall(data)
-    if not blocks:
-        raise ValueError("no PEM certificate (-----BEGIN CERTIFICATE-----) in it")
-    pem = b"\n".join(blocks).decode("ascii")
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
-    except (ssl.SSLError, ValueError) as exc:
-        raise ValueError(f"OpenSSL cannot use its certificates: {exc}") from None
-    return pem
 
 
 def _ca_file(entries: dict[str, Node], url: str, verify: bool) -> str | None:

@@ -9,9 +9,14 @@ blocking, must be a regular file, and is read up to a limit, never further. Ever
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
+
+from planctond import constants as C
+from planctond.config.errors import ConfigError, Problem
 
 
 class FileTooLarge(OSError):
@@ -59,3 +64,45 @@ def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:
 
 def _too_large(path: str | os.PathLike[str], limit: int) -> FileTooLarge:
     return FileTooLarge(errno.EFBIG, f"larger than {limit} bytes", os.fspath(path))
+
+
+def read_config_text(path: str) -> str:
+    """The text of the config file at `path`, read bounded (`read_limited`: a FIFO, a device or
+    a huge file is refused at once); FileNotFoundError as is, any other failure a ConfigError."""
+    try:
+        data = read_limited(path, C.MAX_CONFIG_SIZE)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(path, "", None, f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    return decode_config(data, path)
+
+
+def decode_config(data: bytes, name: str) -> str:
+    """Bytes of a file or a response as text; ConfigError at the line of the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        problem = f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError([Problem(name, "", line, problem)]) from None
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Replace the file at `path` with `data` all at once: a reader (or the next start after a
+    crash or power cut) sees the old content or the new, never a torn one."""
+    directory = os.path.dirname(os.fspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(os.fspath(path))}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -90,7 +90,7 @@ class LegacyParts:
 
 
 def _scalar(value: object, like: Node) -> Node:
-    return Node(value=value, path=like.path, line=like.line, raw=None)
+    return Node(value=value, path=like.path, line=like.line, raw=None, file=like.file)
 
 
 def _rewrite(key: str, node: Node) -> Node:
@@ -101,27 +101,28 @@ def _rewrite(key: str, node: Node) -> Node:
             path=node.path,
             line=node.line,
             keys={"policy": node.line, "refresh": node.line},
+            file=node.file,
         )
     if key == "binds" and node.is_list:
         items = []
         for item in node.value:
             text = item.text()
             if text is not None and text.count(":") == 1:
-                item = Node(value=f"{text}:ro", path=item.path, line=item.line)
+                item = Node(value=f"{text}:ro", path=item.path, line=item.line, file=item.file)
             items.append(item)
-        return Node(value=items, path=node.path, line=node.line)
+        return Node(value=items, path=node.path, line=node.line, file=node.file)
     if key == "devices" and node.is_list:
         items = []
         for item in node.value:
             if item.is_map and set(item.value) <= set(_DEVICE_KEYS):
                 parts = [item.value[k].text() or "" for k in _DEVICE_KEYS if k in item.value]
-                item = Node(value=":".join(parts), path=item.path, line=item.line)
+                item = Node(value=":".join(parts), path=item.path, line=item.line, file=item.file)
             items.append(item)
-        return Node(value=items, path=node.path, line=node.line)
+        return Node(value=items, path=node.path, line=node.line, file=node.file)
     if key == "influxdb_url" and not node.is_map:
         entries = [node] if node.text() is not None else node.value if node.is_list else []
         kept = [e for e in entries if "#" in (e.text() or "")]
-        return Node(value=kept, path=node.path, line=node.line)
+        return Node(value=kept, path=node.path, line=node.line, file=node.file)
     return node
 
 
@@ -134,7 +135,7 @@ def translate(entries: dict[str, Node], file: str) -> LegacyParts:
         parts.section(section)[new] = _rewrite(key, node)
         parts.keys.append(key)
         parts.warnings.append(
-            f"{file}:{node.line}: {key} is a Plancton 0.6 key, read as "
+            f"{node.file or file}:{node.line}: {key} is a Plancton 0.6 key, read as "
             f"{new_name(key)}{_NOTES.get(key, '')}; please rename it"
         )
         if key == "influxdb_url":
@@ -142,7 +143,7 @@ def translate(entries: dict[str, Node], file: str) -> LegacyParts:
             for entry in dropped:
                 if "#" not in (entry.text() or ""):
                     parts.warnings.append(
-                        f"{file}:{entry.line}: {entry.path}: {entry.shown()} has no "
+                        f"{entry.file or file}:{entry.line}: {entry.path}: {entry.shown()} has no "
                         "'#database': ignored, as Plancton 0.6 did"
                     )
     return parts

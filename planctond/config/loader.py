@@ -15,9 +15,10 @@ from planctond import constants as C
 from planctond.config import fields as F
 from planctond.config import fields_docker as D
 from planctond.config import fields_monitoring as M
+from planctond.config import fields_remote as R
 from planctond.config.document import Node, child_path, parse_document
 from planctond.config.errors import ConfigError, Problem, did_you_mean
-from planctond.config.files import read_limited
+from planctond.config.files import read_config_text
 from planctond.config.legacy import LEGACY_KEYS, translate
 from planctond.config.model import (
     Config,
@@ -44,22 +45,26 @@ from planctond.config.schema import (
 )
 from planctond.text import safe_text
 
-__all__ = ["POOL_KEYS", "TOP_KEYS", "config_keys", "load_config", "load_config_text"]
+__all__ = ["POOL_KEYS", "TOP_KEYS", "config_keys", "load_config", "load_config_text", "load_tree"]
 
 _FAILED: Final[Any] = object()  # a value that failed validation (already recorded)
 
 
 class _Loader:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, *, default_pool: bool = True) -> None:
         self.file = file
+        # False while a remote config is awaited: no built-in dummy pool meanwhile.
+        self.default_pool = default_pool
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
         self.lenient = False  # a pure Plancton 0.6 file: unknown keys are warnings
 
     # -- bookkeeping --------------------------------------------------------------------------
 
-    def problem(self, path: str, line: int | None, message: str) -> None:
-        self.problems.append(Problem(self.file, path, line, message))
+    def problem(self, node: Node, message: str, path: str | None = None) -> None:
+        """A problem at `node`, named with the file (or URL) the node was written in."""
+        where = node.path if path is None else path
+        self.problems.append(Problem(node.file or self.file, where, node.line, message))
 
     def read(self, node: Node, reader: Callable[[Node], Any]) -> Any:
         """reader(node), or _FAILED after recording why it is wrong at the value's line.
@@ -70,9 +75,9 @@ class _Loader:
             return reader(node)
         except F.Invalid as exc:
             where = exc.node or node
-            self.problem(where.path, where.line, str(exc))
+            self.problem(where, str(exc))
         except Exception as exc:  # the boundary of load_config_text, at this value
-            self.problem(node.path, node.line, _internal(exc))
+            self.problem(node, _internal(exc))
         return _FAILED
 
     def mapping(self, node: Node | None) -> dict[str, Node]:
@@ -80,7 +85,7 @@ class _Loader:
         if node is None or node.is_null:
             return {}
         if not node.is_map:
-            self.problem(node.path, node.line, f"expected a mapping of keys, got {node.shown()}")
+            self.problem(node, f"expected a mapping of keys, got {node.shown()}")
             return {}
         return dict(node.value)
 
@@ -97,11 +102,11 @@ class _Loader:
             message = f"unknown key{did_you_mean(key, suggest or allowed)}"
             if self.lenient:
                 self.warnings.append(
-                    f"{self.file}:{node.line}: {node.path}: {message} (ignored, as Plancton 0.6 did)"
+                    f"{node.file or self.file}:{node.line}: {node.path}: {message} (ignored, as Plancton 0.6 did)"
                 )
                 del entries[key]
             else:
-                self.problem(child_path(where, key), node.line, message)
+                self.problem(node, message, child_path(where, key))
 
     def fields(
         self, entries: dict[str, Node], readers: dict[str, Callable[[Node], Any]]
@@ -116,9 +121,8 @@ class _Loader:
 
     def conflict(self, legacy: Node, new_path: str, new: Node) -> None:
         self.problem(
-            legacy.path,
-            legacy.line,
-            f"Plancton 0.6 key {legacy.path!r} and {new_path!r} (line {new.line}) set the same "
+            legacy,
+            f"Plancton 0.6 key {legacy.path!r} and {new_path!r} ({_at(new, legacy)}) set the same "
             f"thing: keep only {new_path!r}",
         )
 
@@ -137,7 +141,7 @@ class _Loader:
 
     def build(self, root: Node) -> Config:
         if not root.is_map:
-            self.problem("", root.line, f"expected a mapping of config keys, got {root.shown()}")
+            self.problem(root, f"expected a mapping of config keys, got {root.shown()}")
             return Config()
         entries = dict(root.value)
         legacy = translate(entries, self.file)
@@ -157,11 +161,15 @@ class _Loader:
         docker = DockerConfig(**self.fields(docker_entries, DOCKER))
         monitoring = self.monitoring(entries.get("monitoring"), legacy.monitoring)
         pools = self.pools(entries.get("pools"), entries.get("defaults"), legacy.pool)
+        remote = None
+        if "remote" in entries:
+            remote = self.read(entries["remote"], R.remote_settings)
         return Config(
             pools=pools,
             owner=owner,
             docker=docker,
             monitoring=monitoring,
+            remote=None if remote is _FAILED else remote,
             source=self.file,
             warnings=tuple(dict.fromkeys(safe_text(w) for w in self.warnings)),
             **top,
@@ -173,9 +181,8 @@ class _Loader:
         defaults = self.mapping(defaults_node)
         self.check_keys(defaults, POOL_KEYS, "defaults")
         if node is None:
-            named: dict[str, Node] = {
-                C.DEFAULT_POOL_NAME: Node(value={}, path=f"pools.{C.DEFAULT_POOL_NAME}", line=1)
-            }
+            default = Node(value={}, path=f"pools.{C.DEFAULT_POOL_NAME}", line=1, file=self.file)
+            named: dict[str, Node] = {C.DEFAULT_POOL_NAME: default} if self.default_pool else {}
         else:
             # `pools: ~` (or a bare `pools:`) is read like `pools: {}`: whoever writes the key and
             # empties it most likely commented every pool out, and running the built-in dummy
@@ -183,16 +190,14 @@ class _Loader:
             named = self.mapping(node)
             if (node.is_map or node.is_null) and not named:
                 self.problem(
-                    node.path,
-                    node.line,
+                    node,
                     "expected at least one pool (remove the 'pools' key for the built-in "
                     "default pool)",
                 )
         if legacy and C.DEFAULT_POOL_NAME not in named:
             for legacy_node in legacy.values():
                 self.problem(
-                    legacy_node.path,
-                    legacy_node.line,
+                    legacy_node,
                     f"Plancton 0.6 key for pool {C.DEFAULT_POOL_NAME!r}, which 'pools' does not "
                     "define: move it into a pool",
                 )
@@ -200,8 +205,7 @@ class _Loader:
         for name, pool_node in named.items():
             if not POOL_NAME.fullmatch(name):
                 self.problem(
-                    pool_node.path,
-                    pool_node.line,
+                    pool_node,
                     f"bad pool name {name!r}: letters, digits, '_', '.', '-', not starting with "
                     "'_', '.' or '-' (it becomes part of container names)",
                 )
@@ -234,10 +238,10 @@ class _Loader:
         pool = PoolConfig(name=name, **values)
         if pool.swap and not pool.memory:
             node = entries["swap"]
-            self.problem(node.path, node.line, "swap needs a memory limit (memory > 0)")
+            self.problem(node, "swap needs a memory limit (memory > 0)")
         if pool.backoff_max < pool.backoff_min:
             node = entries.get("backoff_max") or entries["backoff_min"]
-            self.problem(node.path, node.line, "backoff_max must not be less than backoff_min")
+            self.problem(node, "backoff_max must not be less than backoff_min")
         return pool
 
     def pull(self, node: Node) -> Any:
@@ -287,8 +291,7 @@ class _Loader:
             return ()
         if not (node.is_list or node.is_map):
             self.problem(
-                node.path,
-                node.line,
+                node,
                 f"expected a list of Elasticsearch targets, got {node.shown()}",
             )
             return ()
@@ -312,15 +315,25 @@ def _internal(exc: BaseException) -> str:
     return f"internal error while checking this (please report it): {type(exc).__name__}: {exc}"
 
 
-def _load(text: str, source_name: str) -> Config:
-    root = parse_document(text, source_name)
-    if isinstance(root, Problem):
-        raise ConfigError([root])
-    loader = _Loader(source_name)
+def _at(node: Node, other: Node) -> str:
+    return f"line {node.line}" if node.file == other.file else f"{node.file}:{node.line}"
+
+
+def load_tree(root: Node, source_name: str, *, default_pool: bool = True) -> Config:
+    """The config of a document already parsed (or merged from several: `layers.py`); each
+    problem names the file of the node it is about, `source_name` where a node names none."""
+    loader = _Loader(source_name, default_pool=default_pool)
     config = loader.build(root)
     if loader.problems:
         raise ConfigError(_dedupe(loader.problems))
     return config
+
+
+def _load(text: str, source_name: str) -> Config:
+    root = parse_document(text, source_name)
+    if isinstance(root, Problem):
+        raise ConfigError([root])
+    return load_tree(root, source_name)
 
 
 def load_config_text(text: str, source_name: str = "<config>") -> Config:
@@ -343,27 +356,18 @@ def load_config(path: str | None, *, missing_ok: bool = True) -> Config:
     """The config in `path`; None, or a missing file when `missing_ok`, gives the built-in defaults.
 
     The defaults run real dummy pilots (busybox `sleep 60`), so a fresh install visibly works.
-    The file is read through `read_limited`: a FIFO, a device or a huge file at the path is
-    refused at once instead of blocking or filling the daemon's memory.
+    One file alone: the daemon reads its drop-ins and remote config with it (`layers.py`).
     """
     if path is None:
         return Config()
     try:
-        data = read_limited(path, C.MAX_CONFIG_SIZE)
+        text = read_config_text(path)
     except FileNotFoundError:
         if missing_ok:
-            return Config(
-                warnings=(f"{path} not found: running the built-in defaults (dummy pilots)",)
-            )
+            return Config(warnings=(missing_warning(path),))
         raise ConfigError([Problem(path, "", None, "file not found")]) from None
-    except OSError as exc:
-        raise ConfigError(
-            [Problem(path, "", None, f"cannot read: {exc.strerror or exc}")]
-        ) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        problem = f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start}"
-        raise ConfigError([Problem(path, "", line, problem)]) from None
     return load_config_text(text, path)
+
+
+def missing_warning(path: str) -> str:
+    return f"{path} not found: running the built-in defaults (dummy pilots)"

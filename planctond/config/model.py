@@ -167,6 +167,22 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class RemoteConfig:
+    """Where the site's config comes from (`remote:`, only ever from this host's own files). The
+    bearer token stays in its file, read at each fetch: never in the config, never shown."""
+
+    url: str  # https:// only: the document decides what runs on this host
+    ca_file: str | None = None  # PEM CAs trusted instead of the system's
+    pin_sha256: tuple[str, ...] = ()  # base64 SHA-256 of the server key's SPKI; any one matches
+    token_file: str | None = None  # file holding a bearer token (Authorization: Bearer ...)
+    interval: float = C.DEFAULT_REMOTE_INTERVAL
+    timeout: float = C.DEFAULT_REMOTE_TIMEOUT
+    # False: the remote's `owner` section is ignored, the host's own settings (or the defaults)
+    # decide when the owner needs the CPU back.
+    may_set_owner: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     pools: tuple[PoolConfig, ...] = (PoolConfig(name=C.DEFAULT_POOL_NAME),)
     tick: float = C.DEFAULT_TICK
@@ -175,8 +191,11 @@ class Config:
     docker: DockerConfig = field(default_factory=DockerConfig)
     state_dir: str = C.DEFAULT_STATE_DIR
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    remote: RemoteConfig | None = None
     source: str | None = None  # the file this came from; None = built-in defaults
     warnings: tuple[str, ...] = ()  # deprecations etc., logged once at load
+    # Every file or URL the config was merged from, base first (remote, drop-ins, main file).
+    layers: tuple[str, ...] = field(default=(), compare=False)
 
     def pool(self, name: str) -> PoolConfig | None:
         for p in self.pools:

@@ -10,7 +10,13 @@ from typing import Any, Final
 
 import yaml
 
-from planctond.config.model import Config, ElasticsearchTarget, InfluxDBTarget, PoolConfig
+from planctond.config.model import (
+    Config,
+    ElasticsearchTarget,
+    InfluxDBTarget,
+    PoolConfig,
+    RemoteConfig,
+)
 from planctond.config.units import format_duration, format_size
 
 HIDDEN: Final = "(hidden)"  # a secret's place in the rendered config
@@ -90,6 +96,21 @@ def _prometheus(config: Config) -> dict[str, str] | None:
     return {"listen": f"{host}:{listen.port}"}
 
 
+def _remote(remote: RemoteConfig | None) -> dict[str, Any] | None:
+    """The token file's path is shown, never what it holds (the config never holds the token)."""
+    if remote is None:
+        return None
+    return {
+        "url": remote.url,
+        "ca_file": remote.ca_file,
+        "pin_sha256": list(remote.pin_sha256),
+        "token_file": remote.token_file,
+        "interval": format_duration(remote.interval),
+        "timeout": format_duration(remote.timeout),
+        "may_set_owner": remote.may_set_owner,
+    }
+
+
 def effective_dict(config: Config) -> dict[str, Any]:
     """The config as plain YAML-able data in the new schema."""
     owner = config.owner
@@ -117,6 +138,7 @@ def effective_dict(config: Config) -> dict[str, Any]:
             "influxdb": [_influx(t) for t in config.monitoring.influxdb],
             "elasticsearch": [_elasticsearch(t) for t in config.monitoring.elasticsearch],
         },
+        "remote": _remote(config.remote),
         "pools": {pool.name: _pool(pool) for pool in config.pools},
     }
 

@@ -74,6 +74,6 @@ def risk_warnings(file: str, pool: PoolConfig, entries: Mapping[str, Node]) -> l
     warnings = []
     for key, what in _risks(pool):
         node = entries.get(key)
-        where = f"{file}:{node.line}: {node.path}" if node is not None else file
+        where = f"{node.file or file}:{node.line}: {node.path}" if node is not None else file
         warnings.append(f"{where}: pool {pool.name!r}: {what}")
     return list(dict.fromkeys(warnings))

@@ -90,7 +90,16 @@ TOP: Final[dict[str, Callable[[Node], Any]]] = {
     "config_check": F.duration(positive=True, minimum=C.MIN_INTERVAL),
     "state_dir": F.absolute_path,
 }
-TOP_KEYS: Final = frozenset({*TOP, "owner", "pools", "defaults", "docker", "monitoring"})
+TOP_KEYS: Final = frozenset({*TOP, "owner", "pools", "defaults", "docker", "monitoring", "remote"})
+REMOTE_KEYS: Final = frozenset(
+    {"url", "ca_file", "pin_sha256", "token_file", "interval", "timeout", "may_set_owner"}
+)
+# Keys only this host's own files may set: where the remote config comes from (a remote must not
+# redirect or unpin itself) and where the state (its cache included) is kept.
+LOCAL_ONLY_KEYS: Final = frozenset({"remote", "state_dir"})
+# The remote config's URL: https only (the document decides what runs here), no credentials
+# (the URL is logged and shown; a token has a file of its own), no fragment.
+REMOTE_URL: Final = re.compile(r"https://[^/\s#?@]+(?:/[^\s#@]*)?")
 PULL_KEYS: Final = frozenset({"policy", "refresh"})
 _TLS_KEYS: Final = frozenset({"verify_tls", "ca_file"})
 INFLUX_KEYS: Final = frozenset({"url", "database", "plancton_series", *_TLS_KEYS})
@@ -128,6 +137,7 @@ def config_keys() -> dict[str, frozenset[str]]:
         "monitoring.influxdb[] (2.x)": INFLUX2_KEYS,
         "monitoring.prometheus": PROMETHEUS_KEYS,
         "monitoring.elasticsearch[]": ELASTICSEARCH_KEYS,
+        "remote": REMOTE_KEYS,
         "legacy (Plancton 0.6)": frozenset(LEGACY_KEYS),
     }
 

@@ -4,30 +4,15 @@ when it names one, verification off only when the admin says so.
 The context is made at a writer's first connection, not when the writer is built: a CA file
 that went missing or bad after the config was loaded is a failing send, said in `planctonctl
 status` and retried, never an exception in the reload or the start that builds the writers.
+`client_context` itself lives in `config/tls.py`, shared with the remote config's fetcher.
 """
 
 from __future__ import annotations
 
 import ssl
 
-from planctond.config.fields_monitoring import read_ca_file
+from planctond.config.tls import client_context
 from planctond.monitoring.outbox import SinkError
-
-
-def client_context(*, verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    """The SSLContext of a target; ValueError when its CA file is unusable.
-
-    With `ca_file` only that file's CAs are trusted, not the system's: a site with its own CA
-    pins its monitoring server to it. Without it, the system's store (ca-certificates)."""
-    if ca_file is not None:
-        context = ssl.create_default_context(cadata=read_ca_file(ca_file))
-    else:
-        context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not verify:  # Plancton's "insecure_https:", `verify_tls: false`: self-signed servers
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class ClientTLS:

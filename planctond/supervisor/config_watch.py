@@ -1,4 +1,5 @@
-"""Config reloads: on request (SIGHUP, D-Bus Reload) and when the file changes on disk.
+"""Config reloads: on request (SIGHUP, D-Bus Reload), when the file or a drop-in changes on disk,
+and when the remote config brings a new document (`remote_watch.py` hands it over).
 
 A reload that fails keeps the config in force and says why (`config-rejected`); one that
 succeeds says what it changes for running pilots (`config-loaded`): a changed spec lets running
@@ -14,52 +15,44 @@ Nothing in the file ever costs the running host its pilots:
   never had a file, and the rule lives here, on what any loader returns, so no loader repeats it;
 - a loader that fails with anything but `ConfigError` (a bug) is a rejection with the traceback
   logged, not the death of this root task;
-- each rejection is said once per change of the file, and once per explicit request.
+- each rejection is said once per change of the file, and once per explicit request;
+- a reload that starts naming a remote URL puts it in force only with its document: fetched
+  then, or the reload is refused and the config in force stays (never a host without pools
+  while the new server is slow or down).
+
+A remote document goes through the same `reload`, with the same events and the same rules for
+running pilots; only after its config is applied is it the one in force (and kept on disk).
 
 Writes to the context: `config`, `stop_pilots_on_exit`, `last_error`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import hashlib
 import logging
-import os
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
+from planctond.config.dropins import layers_digest
 from planctond.config.errors import ConfigError, Problem
-from planctond.config.files import read_limited
 from planctond.config.model import Config, PoolConfig
+from planctond.config.remote import RemoteDocument
 from planctond.engine.spec import resource_limits
 from planctond.supervisor.api import ControlError
 from planctond.supervisor.context import Context
 from planctond.supervisor.events import EventKind
 from planctond.supervisor.ports import Runner
+from planctond.supervisor.remote_watch import RemoteWatch
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[str | None], Config]
 
+class Loader(Protocol):
+    """The config at a path (with its drop-ins), laid over a remote document when given one.
+    Called with the path alone when there is no remote document to use."""
 
-# Beyond any config an admin writes; the loader refuses such a file, this only has to notice it.
-DIGEST_LIMIT = 16 * 1024 * 1024
-
-
-def file_digest(path: str | None) -> str:
-    """What the config file holds, to notice a change: "" without a file, "absent" when gone.
-    A file that cannot be read (a directory, a FIFO, too big) is told apart by its metadata."""
-    if not path:
-        return ""
-    try:
-        return hashlib.sha256(read_limited(path, DIGEST_LIMIT)).hexdigest()
-    except FileNotFoundError:
-        return "absent"
-    except OSError as exc:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return f"unreadable: {exc}"
-        return f"unreadable: {st.st_mode:o} {st.st_ino} {st.st_size} {st.st_mtime_ns}"
+    def __call__(self, path: str | None, document: RemoteDocument | None = ..., /) -> Config: ...
 
 
 def describe_changes(old: Config, new: Config) -> list[str]:
@@ -106,31 +99,52 @@ class ConfigWatch:
         self._runner = runner
         self._update_resources = update_resources
         self._owner_scope_changed = owner_scope_changed
-        self._digest = file_digest(ctx.config_path)
+        self._digest = layers_digest(ctx.config_path)
         self._last_crash = ""
+        self.remote: RemoteWatch | None = None  # set by the supervisor when remotes are wired
+        self._lock = asyncio.Lock()
 
     async def run(self) -> None:
-        """Root task: reload when the file's content changes (checked every `config_check`)."""
+        """Root task: reload when the file's or a drop-in's content changes (checked every
+        `config_check`)."""
         ctx = self._ctx
         while not ctx.shutdown.is_set():
             await ctx.sleep(ctx.config.config_check)
             if ctx.shutdown.is_set():
                 return
-            digest = await self._runner.call(file_digest, ctx.config_path)
+            digest = await self._runner.call(layers_digest, ctx.config_path)
             if digest != self._digest:
                 log.info("%s changed; reloading", ctx.config_path)
                 # A bad file was said as config-rejected; the last good config stays.
                 with contextlib.suppress(ControlError):
                     await self.reload()
 
-    async def reload(self) -> None:
-        """Raises ControlError (the last good config stays) when the new one is invalid."""
+    async def reload(self, candidate: RemoteDocument | None = None) -> None:
+        """Raises ControlError (the last good config stays) when the new one is invalid.
+        `candidate`: a remote document just fetched, to lay under the host's files.
+
+        One reload at a time: a local one running beside a remote one could otherwise put back
+        the remote document the other just replaced, and the next check, answered 304, would
+        never notice."""
+        async with self._lock:
+            await self._reload(candidate)
+
+    async def _reload(self, candidate: RemoteDocument | None) -> None:
         ctx = self._ctx
+        remote = self.remote
+        in_force = ctx.config.remote
+        if candidate is not None and (in_force is None or in_force.url != candidate.url):
+            return  # fetched before a reload changed the URL: not this host's remote any more
         try:
             # Taken before reading: a change made while loading is noticed at the next check.
-            self._digest = await self._runner.call(file_digest, ctx.config_path)
-            new = await self._runner.call(self._loader, ctx.config_path)
+            self._digest = await self._runner.call(layers_digest, ctx.config_path)
+            document = candidate or (remote.accepted if remote is not None else None)
+            new = await self._load(document)
             self._refuse_gone_file(new)
+            if remote is not None and candidate is None and self._new_url(new, document):
+                assert new.remote is not None
+                document = await remote.fetch_now(new.remote)
+                new = await self._load(document)
         except ConfigError as exc:
             self._reject(str(exc))
             raise ControlError(str(exc)) from exc
@@ -140,6 +154,24 @@ class ConfigWatch:
             raise ControlError(message) from exc
         self._last_crash = ""
         await self._apply(new)
+        if remote is not None:
+            url = new.remote.url if new.remote is not None else None
+            await remote.in_force(document if document is not None and document.url == url else None)  # fmt: skip
+            if candidate is None:
+                remote.wake()  # the host's files may have changed the remote's settings
+
+    async def _load(self, document: RemoteDocument | None) -> Config:
+        path = self._ctx.config_path
+        if document is None:
+            return await self._runner.call(self._loader, path)
+        return await self._runner.call(self._loader, path, document)
+
+    def _new_url(self, new: Config, document: RemoteDocument | None) -> bool:
+        """The host's files name a remote URL that was not in force and has no document."""
+        old = self._ctx.config.remote
+        if new.remote is None or (old is not None and old.url == new.remote.url):
+            return False
+        return document is None or document.url != new.remote.url
 
     def _refuse_gone_file(self, new: Config) -> None:
         """A loader gives the built-in defaults (`source` None) for a missing file; that is

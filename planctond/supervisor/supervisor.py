@@ -7,6 +7,7 @@ a small module with one job:
     docker_link   connect to Docker, follow its events, notice it lost and back   (root task)
     ticker        read the host, ask the policy, apply its decision               (root task)
     config_watch  reload on request or when the file changes                      (root task)
+    remote_watch  fetch the site's remote config, hand new documents to config_watch (root task)
     pilot_ops     start, freeze, thaw, stop, remove pilots; the only place a pilot's phase changes
     image_gate    may a pool's pilots start: image present and fresh enough
     status        Status()/ListPilots answers from memory
@@ -40,6 +41,7 @@ from planctond.supervisor.image_gate import ImageGate
 from planctond.supervisor.pilot_ops import PilotOps
 from planctond.supervisor.ports import Clock, HostProbe, Runner
 from planctond.supervisor.registry import Registry
+from planctond.supervisor.remote_watch import RemotePort, RemoteWatch
 from planctond.supervisor.state_store import PersistedState
 from planctond.supervisor.status import pilot_counts, pilot_infos, status_report
 from planctond.supervisor.ticker import Ticker
@@ -71,6 +73,7 @@ class Supervisor:
         host: HostProbe,
         runner: Runner,
         clock: Clock,
+        remote: RemotePort | None = None,
     ) -> None:
         self.instance = instance
         self._engine = engine
@@ -93,6 +96,11 @@ class Supervisor:
         )
         self._engine_info: EngineInfo | None = None
         self._status_extras: list[Callable[[], Mapping[str, str]]] = []
+        self._remote: RemoteWatch | None = None
+        if remote is not None:  # without it (tests) a `remote:` is never fetched
+            self._remote = RemoteWatch(ctx, runner, remote, self._config.reload)
+            self._config.remote = self._remote
+            self._status_extras.append(self._remote.status_extra)
         for w in config.warnings:
             log.warning("%s", w)
 
@@ -204,6 +212,8 @@ class Supervisor:
             asyncio.create_task(self._ticker.run(), name="tick-loop"),
             asyncio.create_task(self._config.run(), name="config-watch"),
         ]
+        if self._remote is not None:
+            tasks.append(asyncio.create_task(self._remote.run(), name="remote-watch"))
         shutdown = asyncio.create_task(ctx.shutdown.wait(), name="shutdown")
         try:
             done, _ = await asyncio.wait(
