@@ -51,9 +51,10 @@ class _Daemon:
     def config_path(self) -> str | None:
         """The daemon's main config file; None when it is not running, "" without a file."""
         from planctond.cli import planctonctl as ctl
+        from planctond.cli.planctonctl import _call as call  # its one D-Bus call path
 
         try:
-            status = ctl.status_from_dbus(asyncio.run(ctl._call("Status", "a{sv}")))
+            status = ctl.status_from_dbus(asyncio.run(call("Status", "a{sv}")))
         except ctl.CtlError as exc:
             if exc.code == ctl.EXIT_NOT_RUNNING:
                 return None
@@ -62,9 +63,9 @@ class _Daemon:
         return path if path.startswith("/") else ""
 
     def reload(self) -> None:
-        from planctond.cli import planctonctl as ctl
+        from planctond.cli.planctonctl import _call as call
 
-        asyncio.run(ctl._call("Reload"))
+        asyncio.run(call("Reload"))
 
 
 def main(args: argparse.Namespace, daemon: Any = None, out: TextIO | None = None) -> int:
