@@ -6,6 +6,9 @@
 #   make test    the test suite (starts its own private dockerd)
 #   make check   what CI runs: deps, lint, test, each timed
 #   make bench   the benchmarks (root, about 12 minutes): results in bench/RESULTS.md
+#   make guest-test   only the tests in a booted cgroup v2 guest (QEMU, ~20 min; check runs them)
+#   make guest-image  build the cached guest image ahead of time (Debian packages, a few minutes)
+#   make bench-fleet  simulated hosts into influxd and VictoriaMetrics (~25 min): bench/RESULTS.md
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -19,7 +22,7 @@ PYTEST_ARGS ?=
 # Extra daemon flags for `make run`, e.g. RUN_ARGS="--config contrib/workqueue/config.yaml".
 RUN_ARGS ?=
 
-.PHONY: help deps dockerd images setup run lint test check venv-ok bench
+.PHONY: help deps dockerd images setup run lint test check venv-ok bench guest-test guest-image
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -62,10 +65,23 @@ check:
 	$(PHASE) test $(MAKE) --no-print-directory test || rc=1; \
 	exit $$rc
 
+# cgroup v2 with both Docker drivers, for real: one emulated Debian 12 boot (tests/guest/). `make
+# test` (and so `make check`, CI) runs it with everything else; this runs it alone.
+guest-test:
+	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m guest"
+
+guest-image:
+	contrib/guest/build-image.sh
+
 # The supervisor benchmark, then the idle-cgroup one; each rewrites its own section of RESULTS.md.
 bench:
 	/usr/bin/python3 bench/run.py
 	/usr/bin/python3 bench/idle_cgroup.py
+
+# Fleet scale: 100 and 1,000 simulated hosts into a private influxd and VictoriaMetrics.
+.PHONY: bench-fleet
+bench-fleet:
+	/usr/bin/python3 -m bench.fleet
 
 # ----- packaging: deb and rpm targets go here (owned by the packaging work) ----------------------
 .PHONY: deb rpm
