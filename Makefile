@@ -6,7 +6,7 @@
 #   make test    the test suite (starts its own private dockerd)
 #   make check   what CI runs: deps, lint, test, each timed
 #   make bench   the benchmarks (root, about 12 minutes): results in bench/RESULTS.md
-#   make guest-test   only the tests in a booted cgroup v2 guest (QEMU, ~20 min; check runs them)
+#   make guest-test   only the tests in a booted cgroup v2 guest (QEMU, ~20 min; not in check yet)
 #   make guest-image  build the cached guest image ahead of time (Debian packages, a few minutes)
 #   make bench-fleet  simulated hosts into influxd and VictoriaMetrics (~25 min): bench/RESULTS.md
 SHELL := /bin/bash
@@ -53,8 +53,10 @@ lint: venv-ok
 	$(VENV)/bin/lint-imports
 
 # pytest's exit 5 ("no tests collected") is a failure here, like every other non-zero exit.
+# The cgroup v2 guest (tests/guest/, marker `guest`) is left out until its boot fits CI's budget.
+TEST_MARKS ?= not guest
 test: venv-ok
-	@rc=0; $(PY) -m pytest -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests || rc=$$?; \
+	@rc=0; $(PY) -m pytest -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT) -m "$(TEST_MARKS)" $(PYTEST_ARGS) tests || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$rc
 
 # Lint and tests both run even if one fails (one CI run shows every problem); any failure fails.
@@ -66,9 +68,9 @@ check:
 	exit $$rc
 
 # cgroup v2 with both Docker drivers, for real: one emulated Debian 12 boot (tests/guest/). `make
-# test` (and so `make check`, CI) runs it with everything else; this runs it alone.
+# test` (and so `make check`, CI) leaves it out for now: one boot takes about 20 minutes here.
 guest-test:
-	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m guest"
+	@$(MAKE) --no-print-directory test TEST_MARKS=guest
 
 guest-image:
 	contrib/guest/build-image.sh

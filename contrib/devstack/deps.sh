@@ -29,6 +29,8 @@ packages=(
     # packaging
     debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all
     rpm lintian devscripts fakeroot python3-installer python3-wheel
+    # the cgroup v2 guest (tests/guest/): emulator, overlay disks, the guest's local apt repository
+    qemu-system-x86 qemu-utils dpkg-dev
 )
 
 # Dev tools pinned to versions known to work with Debian 12's Python 3.11 and pytest 7.2.
