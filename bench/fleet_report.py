@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import report
 from bench.fleet_plot import PLOT_NAME, write_plot
 from bench.fleet_queries import INFLUXDB, PROMETHEUS
 from bench.fleet_sim import TICK
@@ -232,17 +233,5 @@ def _live(run: Run) -> list[str]:
 
 
 def write_section(path: Path, text: str) -> None:
-    """Replace our section of RESULTS.md (or append it), keeping every other section."""
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmark results"]
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
-    new = text.rstrip("\n").splitlines()
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines += ["", *new]
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines[start:end] = new + ([""] if end < len(lines) else [])
-    path.write_text("\n".join(lines) + "\n")
+    """Replace the Fleet section of RESULTS.md (or append it), keeping every other section."""
+    report.write_section(path, text, SECTION)

@@ -258,10 +258,10 @@ def render(
     return "\n".join(out) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace our section of RESULTS.md (or append it), keeping every other section."""
+def write_section(path: Path, text: str, section: str = SECTION) -> None:
+    """Replace one section of RESULTS.md (or append it), keeping every other section."""
     lines = path.read_text().splitlines() if path.exists() else ["# Benchmark results"]
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == section), None)
     new = text.rstrip("\n").splitlines()
     if start is None:
         while lines and not lines[-1].strip():

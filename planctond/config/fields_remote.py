@@ -10,7 +10,6 @@ so a rotated token needs no reload and the token is in no `Config` that could be
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
@@ -19,10 +18,15 @@ from planctond import constants as C
 from planctond.config import fields as F
 from planctond.config.document import Node
 from planctond.config.errors import did_you_mean
-from planctond.config.files import read_limited
 from planctond.config.model import RemoteConfig
 from planctond.config.schema import REMOTE_KEYS, REMOTE_URL
-from planctond.config.tls import PIN_PACKAGE, parse_pin, pinning_available, read_ca_file
+from planctond.config.tls import (
+    PIN_PACKAGE,
+    parse_pin,
+    pinning_available,
+    read_ca_file,
+    read_small_file,
+)
 
 MAX_TOKEN_FILE: Final = 16 * 1024
 MAX_PINS: Final = 16
@@ -33,14 +37,7 @@ _timeout = F.duration(positive=True, minimum=1.0, maximum=C.MAX_REMOTE_TIMEOUT)
 
 def read_token(path: str) -> str:
     """The bearer token in the file at `path`; ValueError says why not, never quoting it."""
-    try:
-        data = read_limited(path, MAX_TOKEN_FILE)
-    except FileNotFoundError:
-        raise ValueError("no such file") from None
-    except PermissionError:
-        raise ValueError(f"not readable by uid {os.geteuid()}") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    data = read_small_file(path, MAX_TOKEN_FILE)
     try:
         token = data.decode("ascii").strip()
     except UnicodeDecodeError:

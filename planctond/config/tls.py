@@ -39,17 +39,23 @@ PIN_PACKAGE: Final = (
 )
 
 
-def read_ca_file(path: str) -> str:
-    """The CA certificates in the PEM file at `path`, checked by OpenSSL; ValueError says why
-    not. Read with `read_limited`: a FIFO or a device at the path must not hang the daemon."""
+def read_small_file(path: str, limit: int) -> bytes:
+    """A file a config names (a CA bundle, a token): ValueError says why it cannot be read, in
+    words for the config error. `read_limited`: a FIFO or a device must not hang the daemon."""
     try:
-        data = read_limited(path, MAX_CA_FILE)
+        return read_limited(path, limit)
     except FileNotFoundError:
         raise ValueError("no such file") from None
     except PermissionError:
         raise ValueError(f"not readable by uid {os.geteuid()}") from None
     except OSError as exc:
         raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+
+
+def read_ca_file(path: str) -> str:
+    """The CA certificates in the PEM file at `path`, checked by OpenSSL; ValueError says why
+    not."""
+    data = read_small_file(path, MAX_CA_FILE)
     blocks = _PEM_CERT.findall(data)
     if not blocks:
         raise ValueError("no PEM certificate (-----BEGIN CERTIFICATE-----) in it")
