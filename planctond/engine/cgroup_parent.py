@@ -40,6 +40,8 @@ Mode = Literal["cpu.idle", "weight", "shares"]
 V2_CONTROLLERS: tuple[str, ...] = ("cpu", "io", "memory", "pids")
 V1_LOWEST_SHARES = 2
 V2_LOWEST_WEIGHT = 1
+# Readable by all, as Docker and systemd make cgroups: the daemon runs as its own user.
+CGROUP_DIR_MODE = 0o755
 # Where an installed planctond.slice unit may be found (systemd's unit search path, system part).
 SYSTEMD_UNIT_DIRS: tuple[str, ...] = (
     "/etc/systemd/system",
@@ -89,8 +91,13 @@ class IdleSetup:
 
 def _make_cgroup(path: str) -> None:
     """mkdir in a cgroup filesystem (the kernel fills the new directory with its files). A
-    module-level hook so tests can stand in for the kernel on a plain tmp tree."""
+    module-level hook so tests can stand in for the kernel on a plain tmp tree.
+
+    The mode is set after the mkdir because the root prestart runs under the unit's
+    `UMask=0077`: a 0700 parent would hide the pilots' `cpu.stat` from the daemon's own user,
+    which would then take the pilots' CPU for the owner's."""
     os.mkdir(path)
+    os.chmod(path, CGROUP_DIR_MODE)
 
 
 def _remove_cgroup(path: str) -> None:

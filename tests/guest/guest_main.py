@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tests.guest import guest_checks as c
+from tests.guest import guest_ladder as ladder
 from tests.guest import guest_lib as g
 
 Check = Callable[[c.Run], str]
@@ -40,11 +41,11 @@ BEHAVIOUR: tuple[Check, ...] = (
     c.check_reload_with_broken_file_keeps_old_config,
     c.check_drain_and_resume_over_busctl,
     c.check_watchdog_restarts_frozen_daemon_which_adopts_pilots,
-    c.check_user_slice_owner_freezes_pilots_by_cgroup_freeze,
-    c.check_pressure_read_by_the_policy,
-    c.check_pilots_thaw_when_owner_leaves,
-    c.check_system_slice_owner_freezes_then_stops_pilots,
-    c.check_pilots_return_after_owner_leaves,
+    ladder.check_user_slice_owner_freezes_pilots_by_cgroup_freeze,
+    ladder.check_pressure_read_by_the_policy,
+    ladder.check_pilots_thaw_when_owner_leaves,
+    ladder.check_system_slice_owner_freezes_then_stops_pilots,
+    ladder.check_pilots_return_after_owner_leaves,
 )
 LAYOUT_ONLY = (
     c.check_reload_with_broken_file_keeps_old_config,

@@ -585,3 +585,14 @@ def test_setup_cgroup_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert setup_cgroup.main(["--cgroup-root", str(tmp_path / "none"), "--driver", "cgroupfs"]) == 1
     assert "cannot read the cgroup root" in capsys.readouterr().err
     assert setup_cgroup.main(["--driver", "bogus"]) == 2
+
+
+def test_cgroup_dirs_readable_by_the_daemon_under_the_units_umask(tmp_path: Path) -> None:
+    """The root prestart runs with the unit's UMask=0077; the daemon (its own user) must still
+    read the pilots' cgroups below the parent it makes, or it counts their CPU as the owner's."""
+    old = os.umask(0o077)
+    try:
+        cgroup_parent._make_cgroup(str(tmp_path / "planctond"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "planctond").stat().st_mode & 0o777 == 0o755
