@@ -38,6 +38,9 @@ DOCKER_RETRY_MIN: Final = 1.0  # first wait before reconnecting to a Docker that
 DOCKER_RETRY_MAX: Final = 30.0  # the wait doubles up to this
 # The supervisor's loop comes round at least this often, so watchdog pings reflect a live loop.
 HEARTBEAT: Final = 1.0
+# A full tick waits on Docker (one list call, queued behind stops and starts in flight) with the
+# watchdog still fed; past this it stops being fed: the daemon is wedged, not waiting.
+TICK_STALL_LIMIT: Final = 4 * DOCKER_TIMEOUT
 
 # --- D-Bus -------------------------------------------------------------------------------------
 BUS_NAME: Final = "org.plancton"

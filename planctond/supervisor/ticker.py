@@ -6,7 +6,9 @@ picture (an exit, a state change, a reload) "kicks" the loop: it decides again o
 reading, so an exited pilot is replaced within a second without a Docker request of its own.
 
 The loop comes round at least every `HEARTBEAT` seconds whatever happens, and tells its heartbeat
-hooks so: the systemd watchdog is fed by a live loop, not by a timer beside it.
+hooks so: the systemd watchdog is fed by a live loop, not by a timer beside it. A full tick that
+waits on a slow Docker (a dockerd restarting takes longer than WatchdogSec under load) keeps
+beating, for `TICK_STALL_LIMIT` at most: a loop stuck longer than that is what the watchdog is for.
 
 Writes to the context: `host`, `policy` and `verdicts` (from `decide`), `ticks`, `last_tick`.
 """
@@ -65,13 +67,31 @@ class Ticker:
         self.variable_sources: list[VariableSource] = []
         self.decision_hooks: list[DecisionHook] = []
 
+    def _beat(self) -> None:
+        for beat in self.heartbeat_hooks:
+            beat()
+
+    async def _full_tick_beating(self) -> None:
+        """The full tick, with heartbeats while it waits (up to TICK_STALL_LIMIT)."""
+        clock = self._ctx.clock
+        self._beat()  # the loop may have waited a heartbeat before this tick came due
+        task = asyncio.ensure_future(self.full_tick())
+        give_up = clock.monotonic() + C.TICK_STALL_LIMIT
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=C.HEARTBEAT)
+                if not task.done() and clock.monotonic() < give_up:
+                    self._beat()
+        finally:
+            task.cancel()  # only when we are cancelled ourselves; a no-op once it is done
+        task.result()
+
     async def run(self) -> None:
         """Root task."""
         ctx = self._ctx
         next_full = ctx.clock.monotonic()
         while not ctx.shutdown.is_set():
-            for beat in self.heartbeat_hooks:
-                beat()
+            self._beat()
             timeout = max(0.0, min(C.HEARTBEAT, next_full - ctx.clock.monotonic()))
             kicked = False
             if timeout > 0:
@@ -83,7 +103,7 @@ class Ticker:
                 break
             if ctx.clock.monotonic() >= next_full or ctx.full_wanted:
                 ctx.full_wanted = False
-                await self.full_tick()
+                await self._full_tick_beating()
                 next_full = ctx.clock.monotonic() + ctx.config.tick
                 self._after_tick()
             elif kicked and ctx.docker_ok and ctx.host is not None:

@@ -1,8 +1,9 @@
 """The idle parent and the pilots' CPU reading on this host's real cgroups and a real dockerd.
 
 Uses a test-only parent name (never the daemon's own /planctond) and removes it afterwards.
-On this machine cgroups are v1 with Docker's cgroupfs driver; v2 is covered by the unit tests'
-faithful trees (tests/unit/test_cgroup_layout.py).
+On this machine cgroups are v1 with Docker's cgroupfs driver; cgroup v2 with both drivers runs
+for real in a booted guest (tests/guest/), and what no guest boots against file trees
+(tests/unit/test_cgroup_layout.py).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ running against a real dockerd behind a cuttable socket proxy.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from planctond import constants as C
@@ -138,4 +139,28 @@ async def test_start_event_of_an_unknown_pilot_adopts_it(tmp_path: Path) -> None
     assert rig.s.registry.get(cid).cpus == 1.0
     await rig.until(lambda: len(rig.pilots()) == 3, 60, "back to max_pilots")
     assert len(rig.kinds(EventKind.PILOT_STOPPED)) == 1
+    await rig.shutdown()
+
+
+@virtual
+async def test_a_slow_docker_does_not_starve_the_watchdog(tmp_path: Path) -> None:
+    """A dockerd restarting under load may take longer than WatchdogSec to answer a list call:
+    the loop is alive meanwhile, so the watchdog is fed; a tick stuck past the stall limit is
+    not fed (that is a wedged daemon, which systemd should restart)."""
+    rig = await Rig.start(tmp_path)
+    await rig.filled()
+    beats: list[float] = []
+    rig.s.on_heartbeat(lambda: beats.append(asyncio.get_running_loop().time()))
+    rig.engine.latency["list_pilots"] = 45.0
+    t0 = asyncio.get_running_loop().time()
+    await rig.idle(60)
+    gaps = [b - a for a, b in zip([t0, *beats], beats, strict=False)]
+    assert beats and max(gaps) <= C.HEARTBEAT + 0.5, f"longest silence {max(gaps):.1f} s"
+    rig.engine.latency["list_pilots"] = C.TICK_STALL_LIMIT + 60
+    await rig.idle(30)  # the slow list above ends; the next full tick hangs past the limit
+    beats.clear()
+    await rig.idle(C.TICK_STALL_LIMIT + 20)
+    t_end = asyncio.get_running_loop().time()
+    assert not beats or t_end - beats[-1] >= 15, "a wedged tick went on feeding the watchdog"
+    rig.engine.latency["list_pilots"] = 0.0
     await rig.shutdown()
