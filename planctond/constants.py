@@ -62,6 +62,22 @@ DEFAULT_GRACE_KILL: Final = 120.0
 DEFAULT_GRACE_SPAWN: Final = 60.0
 DEFAULT_FREEZE: Final = 30.0
 DEFAULT_RESERVE_MEMORY: Final = 512 * 1024 * 1024
+# owner.give_way: what makes pilots give way. "usage": the owner's CPU use leaves too little for
+# the pilots' entitled CPUs (Plancton's rule, kept the default until the benchmark of issue 12
+# picks one); "pressure": the owner's stalls (PSI) over the lines below, because under the idle
+# parent cgroup the owner's CPU use costs the owner nothing.
+GIVE_WAY_USAGE: Final = "usage"
+GIVE_WAY_PRESSURE: Final = "pressure"
+DEFAULT_GIVE_WAY: Final = GIVE_WAY_USAGE
+# The pressure lines, percent of the last 10 s (PSI avg10) in which the owner stalled: CPU from
+# the owner's "full" line (every owner task waiting: the CPU went to someone else), memory and
+# io from "some" (one stalled owner task is already a cost). Starting points for the benchmark.
+DEFAULT_OWNER_CPU_PRESSURE: Final = 10.0
+DEFAULT_OWNER_MEMORY_PRESSURE: Final = 10.0
+DEFAULT_OWNER_IO_PRESSURE: Final = 25.0
+# owner.active_within: the owner counts as at the keyboard while logind's owner_idle is below
+# this (seconds); 0 = never.
+DEFAULT_ACTIVE_WITHIN: Final = 0.0
 DEFAULT_POOL_NAME: Final = "default"
 DEFAULT_IMAGE: Final = "busybox:latest"
 DEFAULT_COMMAND: Final = ("sleep", "60")
@@ -99,6 +115,7 @@ MAX_SIZE: Final = 1024**5  # 1 PiB: memory, swap, reserve_memory, log size
 MAX_DURATION: Final = 10 * 365 * 86400.0  # ten years: "practically never" with room to spare
 MIN_INTERVAL: Final = 0.1  # tick and config_check: a daemon waking every ms spends the owner's CPU
 MAX_PER_TICK: Final = 1000
+MAX_PRESSURE: Final = 100.0  # PSI lines are percentages of time
 MAX_PIDS_LIMIT: Final = 4 * 1024 * 1024  # the kernel's PID_MAX_LIMIT on 64-bit hosts
 MAX_LOG_FILES: Final = 100
 # A config file is read whole into memory: hand-written ones are a few KiB, anything past this is

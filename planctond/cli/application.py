@@ -236,7 +236,8 @@ def initial_config(
 
 
 def uses_variable(config: Config, name: str) -> bool:
-    return any(
+    """Whether an expression, or the give-way rule itself (`owner.active_within`), reads it."""
+    return name in config.owner.variables or any(
         name in compile_expr(source).names
         for pool in config.pools
         for source in (pool.max_pilots, pool.run_when)

@@ -15,6 +15,7 @@ from planctond import constants as C
 from planctond.config import fields as F
 from planctond.config import fields_docker as D
 from planctond.config import fields_monitoring as M
+from planctond.config import fields_owner as O
 from planctond.config import fields_remote as R
 from planctond.config.document import Node, child_path, parse_document
 from planctond.config.errors import ConfigError, Problem, did_you_mean
@@ -153,9 +154,7 @@ class _Loader:
         top = self.fields(self.merge_legacy(entries, legacy.top, ""), TOP)
         owner_entries = self.mapping(entries.get("owner"))
         self.check_keys(owner_entries, frozenset(OWNER), "owner")
-        owner = OwnerConfig(
-            **self.fields(self.merge_legacy(owner_entries, legacy.owner, "owner"), OWNER)
-        )
+        owner = self.owner(self.merge_legacy(owner_entries, legacy.owner, "owner"))
         docker_entries = self.mapping(entries.get("docker"))
         self.check_keys(docker_entries, frozenset(DOCKER), "docker")
         docker = DockerConfig(**self.fields(docker_entries, DOCKER))
@@ -174,6 +173,14 @@ class _Loader:
             warnings=tuple(dict.fromkeys(safe_text(w) for w in self.warnings)),
             **top,
         )
+
+    def owner(self, entries: dict[str, Node]) -> OwnerConfig:
+        values = self.fields(entries, OWNER)
+        owner = OwnerConfig(**values)
+        if "give_way" not in entries or "give_way" in values:  # a bad mode is reported already
+            for node, message in O.owner_problems(owner, entries):
+                self.problem(node, message)
+        return owner
 
     def pools(
         self, node: Node | None, defaults_node: Node | None, legacy: dict[str, Node]

@@ -13,6 +13,16 @@ from typing import Final
 from planctond import constants as C
 
 
+class GiveWayMode(StrEnum):
+    """What makes pilots give way to the owner (`owner.give_way`)."""
+
+    USAGE = C.GIVE_WAY_USAGE  # the owner's CPU use leaves too little for the pilots' CPUs
+    PRESSURE = C.GIVE_WAY_PRESSURE  # the owner stalls (PSI) over its lines
+
+
+DEFAULT_GIVE_WAY: Final = GiveWayMode(C.DEFAULT_GIVE_WAY)
+
+
 class PullPolicy(StrEnum):
     ALWAYS = "always"
     MISSING = "missing"
@@ -106,6 +116,20 @@ class OwnerConfig:
     # Where the owner's CPU use is read: None = the whole host; else a cgroup (`/path` or a
     # systemd `NAME.slice`) whose use, less any pilots inside it, is the owner's.
     cgroup: str | None = None
+    give_way: GiveWayMode = DEFAULT_GIVE_WAY
+    # give_way: pressure only. Percent (PSI avg10) of the owner's stalls over which pilots give
+    # way; None = that resource never makes them give way.
+    cpu_pressure: float | None = C.DEFAULT_OWNER_CPU_PRESSURE
+    memory_pressure: float | None = C.DEFAULT_OWNER_MEMORY_PRESSURE
+    io_pressure: float | None = C.DEFAULT_OWNER_IO_PRESSURE
+    # Seconds: the owner is at the keyboard while logind's owner_idle is below this (0 = never).
+    active_within: float = C.DEFAULT_ACTIVE_WITHIN
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The host variables the give-way rule itself reads, so the composition root starts
+        their sensors (logind) even when no expression names them."""
+        return frozenset({"owner_idle"}) if self.active_within > 0 else frozenset()
 
 
 @dataclass(frozen=True)

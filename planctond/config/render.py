@@ -13,7 +13,9 @@ import yaml
 from planctond.config.model import (
     Config,
     ElasticsearchTarget,
+    GiveWayMode,
     InfluxDBTarget,
+    OwnerConfig,
     PoolConfig,
     RemoteConfig,
 )
@@ -111,22 +113,38 @@ def _remote(remote: RemoteConfig | None) -> dict[str, Any] | None:
     }
 
 
+def _owner(owner: OwnerConfig) -> dict[str, Any]:
+    """The pressure lines only with `give_way: pressure`: that is the only rule that reads them,
+    and the loader refuses a line beside `usage`, so the output still loads back."""
+    out: dict[str, Any] = {
+        "give_way": owner.give_way.value,
+        "reserve": owner.reserve,
+        "margin": owner.margin,
+        "reserve_memory": _size(owner.reserve_memory),
+        "grace_kill": format_duration(owner.grace_kill),
+        "grace_spawn": format_duration(owner.grace_spawn),
+        "freeze": format_duration(owner.freeze),
+        "cgroup": owner.cgroup,
+    }
+    lines = {
+        "cpu_pressure": owner.cpu_pressure,
+        "memory_pressure": owner.memory_pressure,
+        "io_pressure": owner.io_pressure,
+    }
+    if owner.give_way is GiveWayMode.PRESSURE:
+        out |= lines
+    else:  # a null line loads beside `usage` (it asks for nothing) and must load back the same
+        out |= {key: None for key, line in lines.items() if line is None}
+    return out | {"active_within": format_duration(owner.active_within)}
+
+
 def effective_dict(config: Config) -> dict[str, Any]:
     """The config as plain YAML-able data in the new schema."""
-    owner = config.owner
     return {
         "tick": format_duration(config.tick),
         "config_check": format_duration(config.config_check),
         "state_dir": config.state_dir,
-        "owner": {
-            "reserve": owner.reserve,
-            "margin": owner.margin,
-            "reserve_memory": _size(owner.reserve_memory),
-            "grace_kill": format_duration(owner.grace_kill),
-            "grace_spawn": format_duration(owner.grace_spawn),
-            "freeze": format_duration(owner.freeze),
-            "cgroup": owner.cgroup,
-        },
+        "owner": _owner(config.owner),
         "docker": {
             "url": config.docker.url,
             "cgroup_parent": config.docker.cgroup_parent,

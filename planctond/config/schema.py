@@ -15,6 +15,7 @@ from typing import Any, Final
 from planctond import constants as C
 from planctond.config import fields as F
 from planctond.config import fields_docker as D
+from planctond.config import fields_owner as O
 from planctond.config.document import Node
 from planctond.config.legacy import LEGACY_KEYS
 from planctond.config.model import PoolConfig
@@ -78,6 +79,11 @@ OWNER: Final[dict[str, Callable[[Node], Any]]] = {
     "grace_spawn": F.duration(),
     "freeze": F.duration(),
     "cgroup": F.optional(F.text("a cgroup path like /user.slice, or a slice name", OWNER_CGROUP)),
+    "give_way": O.give_way_mode,
+    "cpu_pressure": O.pressure_line(),
+    "memory_pressure": O.pressure_line(),
+    "io_pressure": O.pressure_line(),
+    "active_within": F.duration(),
 }
 DOCKER: Final[dict[str, Callable[[Node], Any]]] = {
     "url": F.optional(F.text("a Docker URL like unix:///run/docker.sock", D.DOCKER_URL)),

@@ -55,7 +55,7 @@ from planctond.monitoring.series_spec import (
     YIELD_BUCKETS,
     YIELD_LATENCY,
 )
-from planctond.policy.model import Reason, RunState
+from planctond.policy.model import OWNER_REASONS, Reason, RunState
 from planctond.supervisor.api import PoolStatus, StatusReport
 from planctond.supervisor.events import Event, EventKind
 from planctond.text import safe_text
@@ -95,7 +95,7 @@ KIND_REASONS: Final[dict[EventKind, frozenset[str]]] = {
     EventKind.DOCKER_BACK: frozenset(),
     EventKind.POOL_BACKOFF: frozenset(),  # the failure: free text
     EventKind.IMAGE: frozenset(),
-    EventKind.OWNER_YIELD: frozenset({Reason.OWNER_CPU.value, Reason.OWNER_MEMORY.value}),
+    EventKind.OWNER_YIELD: frozenset(r.value for r in OWNER_REASONS),
 }
 ENDED_KINDS: Final = frozenset(
     {EventKind.PILOT_EXITED, EventKind.PILOT_STOPPED, EventKind.PILOT_KILLED}

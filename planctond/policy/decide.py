@@ -8,8 +8,9 @@ by construction:
   any start the host is at least `margin` away from the give-way line, so a steady load never flaps.
 
 A decision is a chain of named pure steps, each in the module of its rules: leftovers, forced stops
-and max_pilots (`limits`), the owner's give-way ladder (`giveway`), then the starts (`spawn`). Each
-step sees only the pilots the steps before it left alone, so a pilot gets at most one action.
+and max_pilots (`limits`), the owner's give-way ladder (`giveway`; what counts as a shortage under
+each `give_way` rule is `shortage`'s), then the starts (`spawn`). Each step sees only the pilots
+the steps before it left alone, so a pilot gets at most one action.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from planctond.policy.accounting import pool_variables, spare_cpus, without
 from planctond.policy.giveway import give_way
 from planctond.policy.limits import evaluate_max_pilots, forced_stops, leftovers, pool_limits
 from planctond.policy.model import Decision, PilotPhase, PolicyInput, PoolVerdict
+from planctond.policy.shortage import shortage_notes
 from planctond.policy.spawn import evaluate_run_when, plan_starts
 from planctond.policy.state import PolicyState
 
@@ -53,6 +55,6 @@ def decide(
         thaw=ladder.thaw,
         stop=(*forced, *limits.stop, *ladder.stop),
         remove=tuple(remove),
-        notes=limits.notes,
+        notes=(*limits.notes, *shortage_notes(inp.config, inp.host)),
     )
     return decision, new_state, verdicts

@@ -1,9 +1,20 @@
 """The owner-first give-way ladder: the steps of a decision that answer the owner's needs.
 
-Giving way is a ladder: the owner must need the CPU (or memory) for `grace_kill`; then the youngest
-pilots are frozen (they lose no work); if the owner still needs it `freeze` seconds later they are
-stopped gracefully, and no pilot starts for `grace_spawn`. A frozen pilot is thawed as soon as it
-fits again. Each decision climbs at most one rung, from the clocks kept in `PolicyState`.
+Giving way is a ladder: the owner must be short (`shortage`: of CPU, memory, I/O, or at the
+keyboard) for `grace_kill`; then the youngest pilots are frozen (they lose no work); if the owner
+still needs the host `freeze` seconds later they are stopped gracefully, and no pilot starts for
+`grace_spawn`. A frozen pilot is thawed as soon as it fits again, if what froze it can be trusted
+to say so (below). Each decision climbs at most one rung, from the clocks kept in `PolicyState`.
+
+The ladder is the same for both give-way rules; `give_way: pressure` changes what counts as a
+shortage, and two answers:
+
+* MemAvailable under `reserve_memory` skips `grace_kill` and the freeze: one pilot is stopped per
+  decision, the youngest frozen one first (it holds memory and does no work).
+* A pilot frozen because the owner stalled (CPU, memory or I/O pressure) is not thawed when the
+  stalls end: they ended because it was frozen, and thawing it would bring them back every
+  `grace_kill`. It is stopped after `freeze`. Pilots frozen for what they cannot cause (the owner
+  at the keyboard, the owner's CPU use) come back as under `usage`.
 """
 
 from __future__ import annotations
@@ -11,27 +22,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from planctond.config.model import Config
+from planctond.config.model import Config, GiveWayMode
 from planctond.policy.accounting import EPS, oldest_first, spare_cpus, youngest_first
 from planctond.policy.model import HostSnapshot, PilotAction, PilotPhase, PilotView, Reason
+from planctond.policy.shortage import Shortage, owner_shortage
 from planctond.policy.state import PolicyState
 
-
-@dataclass(frozen=True)
-class Shortage:
-    """What the owner is short of this instant (both can hold at once)."""
-
-    cpu: bool
-    memory: bool
-
-    @property
-    def any(self) -> bool:
-        return self.cpu or self.memory
-
-    @property
-    def reason(self) -> Reason:
-        """Memory first: a host short of memory swaps or kills, a host short of CPU only slows."""
-        return Reason.OWNER_MEMORY if self.memory else Reason.OWNER_CPU
+__all__ = ["GiveWay", "Shortage", "give_way", "owner_shortage"]
 
 
 def frozen_and_running(
@@ -51,13 +48,16 @@ def frozen_and_running(
     return frozen, running
 
 
-def owner_shortage(config: Config, host: HostSnapshot, need: float, spare: float) -> Shortage:
-    """Whether the owner needs what the running pilots are entitled to. Giving way needs
-    ``need > spare + margin`` while a start needs ``spare >= need + cpus``: after any start the
-    host is at least `margin` away from the give-way line, so a steady load never flaps."""
-    return Shortage(
-        cpu=need > spare + config.owner.margin + EPS,
-        memory=host.mem_available < config.owner.reserve_memory,
+def thaws(config: Config, short: Shortage, reason: Reason) -> bool:
+    """Whether a pilot frozen for `reason` may come back once the owner is no longer short.
+    Under `usage` always (the owner's use is read without the pilots'). Under `pressure` only
+    when what froze it does not fall because it is frozen: the owner at the keyboard, or the CPU
+    while it is not judged by the owner's stalls (a pilot adopted paused is counted as frozen
+    for the CPU)."""
+    if config.owner.give_way is GiveWayMode.USAGE:
+        return True
+    return reason is Reason.OWNER_ACTIVE or (
+        reason is Reason.OWNER_CPU and not short.cpu_by_pressure
     )
 
 
@@ -93,7 +93,7 @@ def settle_frozen(
         if now - since >= config.owner.freeze:
             detail = f"owner still needs the host after {config.owner.freeze:.0f}s frozen"
             stop.append(PilotAction(p.id, reason, detail))
-        elif not short.any and need + p.cpus <= spare + EPS:
+        elif not short.any and thaws(config, short, reason) and need + p.cpus <= spare + EPS:
             thaw.append(
                 PilotAction(p.id, Reason.OWNER_GONE, f"fits again ({spare:.2f} CPUs spare)")
             )
@@ -107,11 +107,14 @@ def settle_frozen(
 def pick_victims(
     running: Sequence[PilotView], need: float, spare: float, short: Shortage
 ) -> list[PilotView]:
-    """Who gives way. Short of CPU: the youngest running pilots until the rest fits in the spare
-    CPUs (not merely under the give-way line, or the next reading would take one more). Short of
-    memory only: the youngest one per `grace_kill`, because the policy does not know how much
-    memory a pilot holds until it is gone."""
-    if not short.cpu:
+    """Who gives way. The owner at the keyboard: every running pilot, as it wants the whole
+    host. Short of CPU by use: the youngest running pilots until the rest fits in the spare CPUs
+    (not merely under the give-way line, or the next reading would take one more). Anything else
+    (memory, the owner's stalls): the youngest one per `grace_kill`, because the policy does not
+    know how much of it a pilot takes until it is gone."""
+    if short.active:
+        return youngest_first(running)
+    if not (short.cpu and short.cpu_by_use):
         return youngest_first(running)[:1]
     victims: list[PilotView] = []
     budget = need
@@ -125,7 +128,6 @@ def pick_victims(
 
 def victim_actions(
     config: Config,
-    host: HostSnapshot,
     running: Sequence[PilotView],
     need: float,
     spare: float,
@@ -134,15 +136,23 @@ def victim_actions(
     """(freeze, stop) once the owner's need outlasted `grace_kill`: the victims are frozen, which
     costs them no work and can be undone within `freeze`, unless `freeze` is 0, which asks for
     them to be stopped at once."""
-    detail = (
-        f"owner needs memory ({host.mem_available} bytes available)"
-        if short.memory
-        else f"owner uses {host.owner_cpu:.2f} CPUs, {spare:.2f} spare for {need:.2f} entitled"
-    )
     actions = [
-        PilotAction(p.id, short.reason, detail) for p in pick_victims(running, need, spare, short)
+        PilotAction(p.id, short.reason, short.detail)
+        for p in pick_victims(running, need, spare, short)
     ]
     return (actions, []) if config.owner.freeze > 0 else ([], actions)
+
+
+def urgent_victim(
+    frozen: Sequence[PilotView], running: Sequence[PilotView], short: Shortage
+) -> list[PilotAction]:
+    """The one pilot stopped at once for memory under the floor: the youngest frozen one first
+    (it holds memory and does no work), else the youngest running one."""
+    for group in (frozen, running):
+        if group:
+            victim = youngest_first(group)[0]
+            return [PilotAction(victim.id, Reason.OWNER_MEMORY, short.detail)]
+    return []
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,9 @@ def give_way(
     """One decision's climb of the ladder. The overload clock starts when the owner first falls
     short and is reset by any reading that is not short, so `grace_kill` counts an uninterrupted
     need; once it has run out the victims are frozen (or stopped if `freeze` is 0) and the clock
-    starts again, so a further rung waits another `grace_kill`. Every stop for the owner restarts
-    `grace_spawn`."""
+    starts again, so a further rung waits another `grace_kill`. An urgent shortage (memory under
+    the floor with `give_way: pressure`) climbs at once and stops. Every stop for the owner
+    restarts `grace_spawn`."""
     spare = spare_cpus(config, host)
     frozen, running = frozen_and_running(live, state.frozen_since)
     need = sum(p.cpus for p in running)
@@ -176,8 +187,15 @@ def give_way(
     else:
         if overload_since is None:
             overload_since, overload_reason = now, short.reason
-        if now - overload_since >= config.owner.grace_kill:
-            rung_freeze, rung_stop = victim_actions(config, host, running, need, spare, short)
+        if short.urgent:
+            still_frozen = [p for p in frozen if p.id in frozen_since]
+            stop.extend(urgent := urgent_victim(still_frozen, running, short))
+            for a in urgent:
+                frozen_since.pop(a.pilot_id, None)
+                frozen_reason.pop(a.pilot_id, None)
+            overload_since, overload_reason = None, None
+        elif now - overload_since >= config.owner.grace_kill:
+            rung_freeze, rung_stop = victim_actions(config, running, need, spare, short)
             freeze.extend(rung_freeze)
             stop.extend(rung_stop)
             for a in rung_freeze:

@@ -33,6 +33,8 @@ class Reason(StrEnum):
 
     OWNER_CPU = "owner-cpu"
     OWNER_MEMORY = "owner-memory"
+    OWNER_IO = "owner-io"  # give_way: pressure: the owner stalls on I/O
+    OWNER_ACTIVE = "owner-active"  # the owner is at the keyboard (owner.active_within)
     OWNER_GONE = "owner-gone"  # thaw: the owner no longer needs the CPU
     TTL = "ttl"
     STOP_REQUESTED = "stop-requested"
@@ -40,6 +42,28 @@ class Reason(StrEnum):
     OVER_MAX_PILOTS = "over-max-pilots"
     NEVER_STARTED = "never-started"
     SHUTDOWN = "shutdown"
+
+
+# Every reason pilots give way to the owner for (monitoring counts these as owner yields).
+OWNER_REASONS = frozenset(
+    {Reason.OWNER_CPU, Reason.OWNER_MEMORY, Reason.OWNER_IO, Reason.OWNER_ACTIVE}
+)
+
+
+@dataclass(frozen=True)
+class OwnerPressure:
+    """How much the owner stalled: percent of the last 10 s (PSI avg10) per resource, None where
+    this host cannot tell it from the pilots' own stalls.
+
+    `per_cgroup`: read from the owner's own cgroups (CPU from their "full" line, memory and io
+    from "some"); else host-wide from /proc/pressure (memory and io "full", CPU never: idle
+    pilots wait for the CPU all the time, which is not the owner's harm)."""
+
+    cpu: float | None
+    memory: float | None
+    io: float | None
+    per_cgroup: bool
+    source: str  # what was read, for the logs: "cgroups user.slice, system.slice", ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +87,10 @@ class HostSnapshot:
     since: float | None = None
     pilots_cpu_seconds_since: float | None = None
     pilots_memory: int | None = None
+    # The owner's stalls (None: not read, or no PSI at all), and whether the pilots' parent is
+    # idle to the scheduler (cpu.idle=1): then the owner's CPU use costs the owner nothing.
+    owner_pressure: OwnerPressure | None = None
+    pilots_idle: bool = False
 
     @property
     def owner_cpu(self) -> float:

@@ -11,6 +11,9 @@ CPU figures are in CPUs over the interval since the previous sample (1.0 = one c
   `owner.cgroup`, that cgroup's counter less the pilots inside it (the whole host's figure while
   the cgroup cannot be read, so a missing cgroup never hides the owner).
 
+Besides the CPU: the owner's stalls (`owner_pressure.py`), which `owner.give_way: pressure`
+judges the owner by, and whether the pilots' parent is idle to the scheduler.
+
 Everything is read from files (no subprocess, no Docker call): a sample costs well under 1 ms.
 """
 
@@ -28,6 +31,7 @@ from planctond.config.variables import OWNER_CPU_WINDOWS
 from planctond.policy.model import HostSnapshot
 from planctond.sensors.averages import RollingMeans
 from planctond.sensors.cgroups import OwnerScope, PilotCgroups
+from planctond.sensors.owner_pressure import OwnerPressureSensor
 from planctond.sensors.pressure import read_pressure
 
 # Below this interval the jiffy counters (10 ms granularity per CPU) are too coarse to mean much
@@ -77,9 +81,13 @@ class HostSensor:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         owner_scope: OwnerScope | None = None,
+        owner_pressure: OwnerPressureSensor | None = None,
+        pilots_idle: bool = False,
     ) -> None:
         self.pilot_cgroups = pilot_cgroups
         self.owner_scope = owner_scope
+        self.owner_pressure = owner_pressure
+        self.pilots_idle = pilots_idle
         self.disk_path = disk_path if os.path.exists(disk_path) else "/"
         self.proc_root = proc_root
         self._stat_path = os.path.join(proc_root, "stat")
@@ -221,4 +229,6 @@ class HostSensor:
             since=since,
             pilots_cpu_seconds_since=pilots_since,
             pilots_memory=None if self.pilot_cgroups is None else self.pilot_cgroups.memory_bytes(),
+            owner_pressure=None if self.owner_pressure is None else self.owner_pressure.read(),
+            pilots_idle=self.pilots_idle,
         )

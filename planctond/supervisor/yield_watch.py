@@ -24,14 +24,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from planctond.policy.model import Decision, HostSnapshot, PilotPhase, PilotView, Reason
+from planctond.policy.model import (
+    OWNER_REASONS,
+    Decision,
+    HostSnapshot,
+    PilotPhase,
+    PilotView,
+    Reason,
+)
 from planctond.policy.state import PolicyState
 from planctond.supervisor.context import Context
 from planctond.supervisor.events import Event, EventKind
 
 log = logging.getLogger(__name__)
 
-OWNER_REASONS: Final = frozenset({Reason.OWNER_CPU, Reason.OWNER_MEMORY})
 # The events that show a chosen pilot out of the owner's way.
 GONE_KINDS: Final = frozenset(
     {

@@ -368,9 +368,14 @@ def test_victim_actions_say_what_the_owner_needs_and_freeze_unless_freeze_is_zer
     running = [view("a", age=20), view("b", age=10)]
     host = snapshot(ncpus=4, owner_cpu=3.0, mem_available=GiB)
     cfg = make_config(freeze=30.0)
-    freeze, stop = victim_actions(cfg, host, running, 2.0, 0.5, CPU_ONLY)
+    cpu_short = owner_shortage(cfg, host, 2.0, 0.5)
+    assert cpu_short.cpu and not cpu_short.memory
+    freeze, stop = victim_actions(cfg, running, 2.0, 0.5, cpu_short)
     assert ids(freeze) == ["b", "a"] and not stop
     assert freeze[0].detail == "owner uses 3.00 CPUs, 0.50 spare for 2.00 entitled"
-    freeze, stop = victim_actions(make_config(freeze=0.0), host, running, 2.0, 0.5, MEMORY_ONLY)
+    cfg = make_config(freeze=0.0, reserve_memory=2 * GiB)
+    memory_short = owner_shortage(cfg, host, 0.0, 0.5)
+    assert memory_short.memory and not memory_short.cpu
+    freeze, stop = victim_actions(cfg, running, 2.0, 0.5, memory_short)
     assert not freeze and [(a.pilot_id, a.reason) for a in stop] == [("b", Reason.OWNER_MEMORY)]
     assert stop[0].detail == f"owner needs memory ({GiB} bytes available)"
