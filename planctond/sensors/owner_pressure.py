@@ -128,6 +128,9 @@ def pid1_in_root(proc_root: str) -> bool:
 
 
 def _named(parts: list[str]) -> str:
+    """Slices first: they are what an admin recognises (user.slice, system.slice), not the
+    mount units that sort before them."""
+    parts = sorted(parts, key=lambda p: (not p.split("/")[-1].endswith(".slice"), p))
     shown = ", ".join(parts[:NAMED_PARTS])
     more = len(parts) - NAMED_PARTS
     return f"cgroups {shown}" + (f" (+{more} more)" if more > 0 else "")

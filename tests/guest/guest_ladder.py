@@ -24,7 +24,7 @@ def _phases() -> dict[str, str]:
     return {row[1]: row[3] for row in g.call("ListPilots", json_out=True) if row[2] == g.SPIN_POOL}
 
 
-def _agreed_frozen(r: Run) -> list[str] | None:
+def agreed_frozen(r: Run) -> list[str] | None:
     """The ids of the frozen pilots once the daemon and the kernel agree on every pilot; None
     while they do not (a pause or unpause under way)."""
     phases, frozen = _phases(), []
@@ -37,7 +37,7 @@ def _agreed_frozen(r: Run) -> list[str] | None:
     return frozen
 
 
-def _owner_at_least(cpus: float) -> dict[str, Any] | None:
+def owner_at_least(cpus: float) -> dict[str, Any] | None:
     report = g.status()
     return report if report["owner_cpu"] >= cpus else None
 
@@ -49,9 +49,9 @@ def _owner_arrives(r: Run, slice_name: str) -> tuple[float, list[str]]:
     r.owner = g.OwnerLoad(slice_name, r.ncpus + 1)
     r.mark = g.cursor()
     r.owner.start()
-    seen = g.wait_for("the owner in Status", lambda: _owner_at_least(r.ncpus / 2), 60)
+    seen = g.wait_for("the owner in Status", lambda: owner_at_least(r.ncpus / 2), 60)
     frozen = g.wait_for(
-        "pilots frozen, the daemon and the kernel agreeing", lambda: _agreed_frozen(r), 90
+        "pilots frozen, the daemon and the kernel agreeing", lambda: agreed_frozen(r), 90
     )
     events = g.events("pilot-frozen", r.mark)
     if len(events) < len(frozen):
@@ -75,15 +75,16 @@ def _pressure_pair() -> tuple[int, float] | None:
 
 
 def check_pressure_read_by_the_policy(r: Run) -> str:
-    """The policy reads host-wide PSI, /proc/pressure/cpu (`cpu_pressure`); the probe pool's
+    """Expressions read host-wide PSI, /proc/pressure/cpu (`cpu_pressure`); the probe pool's
     max_pilots is round(cpu_pressure), so Status shows the daemon's reading. It must follow the
-    kernel's file while the owner keeps a task waiting for CPU (a reader stuck at 0 cannot)."""
+    kernel's file while the owner keeps a task waiting for CPU (a reader stuck at 0 cannot). The
+    give-way rule's own reading, per owner cgroup, is `guest_pressure.py`'s."""
     policy, kernel = g.wait_for("the policy's cpu_pressure = the kernel's", _pressure_pair, 60)
     dirs = (r.parent, g.CGROUP_ROOT + "/user.slice")
     per_cgroup = {d: g.some_avg10(f"{d}/cpu.pressure") for d in dirs}
     detail = (
         f"policy cpu_pressure {policy}, /proc/pressure/cpu some avg10 {kernel:.1f} (idle: policy"
-        f" {r.idle_pressure}); per-cgroup cpu.pressure, there but not read by the policy: "
+        f" {r.idle_pressure}); per-cgroup cpu.pressure some: "
         f"{per_cgroup}"
     )
     if kernel < 20:
@@ -93,7 +94,7 @@ def check_pressure_read_by_the_policy(r: Run) -> str:
 
 def check_pilots_thaw_when_owner_leaves(r: Run) -> str:
     r.owner.stop()
-    g.wait_for("every pilot running, thawed", lambda: _agreed_frozen(r) == [], 90)
+    g.wait_for("every pilot running, thawed", lambda: agreed_frozen(r) == [], 90)
     if g.pilot_ids() != sorted(p.id for p in r.pilots):
         raise g.CheckFailed("the pilots running are not the ones that were frozen")
     return f"thawed: {len(g.events('pilot-thawed', r.mark))} pilot-thawed events"

@@ -96,12 +96,12 @@ def usage_seconds(cgroup_dir: str) -> float:
     return int(flat_keyed(os.path.join(cgroup_dir, "cpu.stat"))["usage_usec"]) / 1e6
 
 
-def some_avg10(path: str) -> float:
-    """`some avg10` of a pressure file (/proc/pressure/cpu or a cgroup's cpu.pressure)."""
+def some_avg10(path: str, kind: str = "some") -> float:
+    """`some avg10` (or `full`) of a pressure file (/proc/pressure/cpu, a cgroup's cpu.pressure)."""
     for line in read(path).splitlines():
-        if line.startswith("some "):
+        if line.startswith(f"{kind} "):
             return float(dict(f.split("=") for f in line.split()[1:])["avg10"])
-    raise ValueError(f"no 'some' line in {path}")
+    raise ValueError(f"no '{kind}' line in {path}")
 
 
 def _unwrap(value: Any) -> Any:

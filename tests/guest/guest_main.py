@@ -26,6 +26,7 @@ from typing import TextIO
 from tests.guest import guest_checks as c
 from tests.guest import guest_ladder as ladder
 from tests.guest import guest_lib as g
+from tests.guest import guest_pressure as pressure
 
 Check = Callable[[c.Run], str]
 
@@ -46,6 +47,10 @@ BEHAVIOUR: tuple[Check, ...] = (
     ladder.check_pilots_thaw_when_owner_leaves,
     ladder.check_system_slice_owner_freezes_then_stops_pilots,
     ladder.check_pilots_return_after_owner_leaves,
+    pressure.check_pressure_rule_reads_the_owners_cgroups,
+    pressure.check_pressure_rule_keeps_pilots_beside_a_cpu_owner,
+    pressure.check_pressure_rule_freezes_pilots_for_an_io_owner,
+    pressure.check_usage_rule_restored,
 )
 LAYOUT_ONLY = (
     c.check_reload_with_broken_file_keeps_old_config,

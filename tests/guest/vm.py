@@ -51,6 +51,7 @@ GUEST_FILES = {
     "tests/guest/guest_lib.py": TOP / "tests" / "guest" / "guest_lib.py",
     "tests/guest/guest_checks.py": TOP / "tests" / "guest" / "guest_checks.py",
     "tests/guest/guest_ladder.py": TOP / "tests" / "guest" / "guest_ladder.py",
+    "tests/guest/guest_pressure.py": TOP / "tests" / "guest" / "guest_pressure.py",
     "tests/guest/guest_main.py": TOP / "tests" / "guest" / "guest_main.py",
     "images.sh": TOP / "contrib" / "devstack" / "images.sh",
 }
