@@ -11,9 +11,14 @@ when its PSI (`HostSnapshot.owner_pressure`, percent of the last 10 s) is over a
 `reserve_memory` stays a shortage, and an urgent one: swapping or the OOM killer do not wait for
 `grace_kill`, and a frozen pilot still holds its memory, so it is answered by a stop at once.
 
-Where the host cannot measure the owner's CPU stalls (no per-cgroup PSI, or a kernel without the
-cgroup "full" line), the CPU is left to the idle cgroup when the pilots are in one, and judged by
-use as with `usage` when they are not: an unprotected owner is never left unwatched.
+The CPU line applies only where the pilots are not idle to the scheduler (no `cpu.idle`: the
+lowest weight on kernels before 5.15, or no parent cgroup at all). Under `cpu.idle=1` a waking
+owner task preempts a pilot at once, so the owner's CPU stalls are its own tasks waiting for each
+other (seen in the cgroup v2 guest: an owner on every vCPU stalled itself over 10 % "full" with
+idle pilots beside it); freezing pilots would cure none of that and only lose their work. There,
+and where the host cannot measure the owner's CPU stalls (no per-cgroup PSI, or a kernel without
+the cgroup "full" line), the CPU is left to the idle cgroup when the pilots are in one, and
+judged by use as with `usage` when they are not: an unprotected owner is never left unwatched.
 
 `owner.active_within` works with both rules: the owner at the keyboard (logind's `owner_idle`
 below it) is a shortage by itself.
@@ -122,8 +127,9 @@ def _by_pressure(config: Config, host: HostSnapshot, need: float, spare: float) 
     floor = _floor(config, host)
     memory = floor or _over("memory", psi.memory, owner.memory_pressure, psi.source)
     io = _over("io", psi.io, owner.io_pressure, psi.source)
-    by_pressure = owner.cpu_pressure is not None and psi.cpu is not None
-    by_use = owner.cpu_pressure is not None and psi.cpu is None and not host.pilots_idle
+    wanted = owner.cpu_pressure is not None and not host.pilots_idle
+    by_pressure = wanted and psi.cpu is not None
+    by_use = wanted and psi.cpu is None
     if by_pressure:
         cpu = _over("cpu", psi.cpu, owner.cpu_pressure, psi.source)
     else:
@@ -183,5 +189,11 @@ def shortage_notes(config: Config, host: HostSnapshot) -> tuple[str, ...]:
         notes.append(
             f"owner pressure: no CPU 'full' line for the owner's cgroups ({psi.source}; "
             f"kernels before 5.13): {_cpu_fallback(host)}"
+        )
+    elif host.pilots_idle and cpu_wanted:
+        notes.append(
+            "owner cpu_pressure: not applied here: the pilots are idle to the scheduler "
+            "(cpu.idle=1), so the owner's CPU stalls are its own tasks waiting for each other, "
+            "which freezing pilots would not cure; the owner's CPU is left to the idle cgroup"
         )
     return tuple(notes)

@@ -102,10 +102,11 @@ def _child_dirs(path: str) -> list[str]:
 def owner_parts(tree: str, scope: str, pilots: str | None) -> list[str]:
     """The owner's cgroups (relative paths): the scope itself when the pilots are not inside it,
     else every sibling of the path from the scope down to the pilots' parent. Levels below a
-    step that does not exist (yet) hold nothing to read."""
+    step that does not exist (yet) hold nothing to read. The root is never one: its PSI is the
+    host's, the pilots' included (a whole-host scope with the pilots unknown has none)."""
     steps = None if pilots is None else _below(scope, pilots)
     if steps is None:
-        return [scope] if os.path.isdir(os.path.join(tree, scope)) else []
+        return [scope] if scope and os.path.isdir(os.path.join(tree, scope)) else []
     parts: list[str] = []
     here = scope
     for step in steps:

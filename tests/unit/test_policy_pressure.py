@@ -75,7 +75,7 @@ def owner_reasons(steps: list[Step], kind: str) -> list[tuple[float, str, Reason
 )
 def test_pressure_lines(reading: OwnerPressure, short: str | None, reason: Reason | None) -> None:
     cfg = pressure_config()
-    host = replace(snapshot(ncpus=4), owner_pressure=reading, pilots_idle=True)
+    host = replace(snapshot(ncpus=4), owner_pressure=reading, pilots_idle=False)
     s = owner_shortage(cfg, host, 0.0, 3.5)
     assert s.any is (short is not None)
     if short is not None:
@@ -87,7 +87,7 @@ def test_pressure_lines(reading: OwnerPressure, short: str | None, reason: Reaso
 
 def test_a_line_set_to_null_never_counts() -> None:
     cfg = pressure_config(cpu_pressure=None, memory_pressure=None, io_pressure=None)
-    host = replace(snapshot(ncpus=4), owner_pressure=psi(100.0, 100.0, 100.0), pilots_idle=True)
+    host = replace(snapshot(ncpus=4), owner_pressure=psi(100.0, 100.0, 100.0), pilots_idle=False)
     assert not owner_shortage(cfg, host, 0.0, 3.5).any
 
 
@@ -106,7 +106,19 @@ def test_cpu_use_is_no_shortage_under_pressure_but_is_under_usage() -> None:
     usage = owner_shortage(pressure_config(give_way=GiveWayMode.USAGE), host, 3.0, -0.5)
     assert usage.cpu and usage.cpu_by_use and not usage.cpu_by_pressure
     pressure = owner_shortage(pressure_config(), host, 3.0, -0.5)
-    assert not pressure.any and pressure.cpu_by_pressure and not pressure.cpu_by_use
+    assert not pressure.any and not pressure.cpu_by_pressure and not pressure.cpu_by_use
+    outside = owner_shortage(pressure_config(), replace(host, pilots_idle=False), 3.0, -0.5)
+    assert not outside.any and outside.cpu_by_pressure and not outside.cpu_by_use
+
+
+def test_the_owners_own_cpu_stalls_never_freeze_idle_pilots() -> None:
+    """Under cpu.idle a pilot is preempted at once: the owner's CPU stalls are its own tasks
+    waiting for each other, so however high they go, idle pilots stay; others give way."""
+    stalled = psi(cpu=100.0)
+    host = replace(snapshot(ncpus=4, owner_cpu=4.0), owner_pressure=stalled, pilots_idle=True)
+    assert not owner_shortage(pressure_config(), host, 3.0, -0.5).any
+    s = owner_shortage(pressure_config(), replace(host, pilots_idle=False), 3.0, -0.5)
+    assert s.cpu and s.reason is Reason.OWNER_CPU and s.cpu_by_pressure
 
 
 @pytest.mark.parametrize("idle", [True, False])
@@ -348,7 +360,10 @@ def notes_of(give_way: GiveWayMode, reading: OwnerPressure | None, idle: bool, *
 
 def test_notes_say_what_the_rule_degrades_to() -> None:
     full = psi()
-    assert notes_of(GiveWayMode.PRESSURE, full, True) == ""
+    assert notes_of(GiveWayMode.PRESSURE, full, False) == ""
+    idle = notes_of(GiveWayMode.PRESSURE, full, True)
+    assert idle.startswith("owner cpu_pressure: not applied here") and "cpu.idle=1" in idle
+    assert notes_of(GiveWayMode.PRESSURE, full, True, cpu_pressure=None) == ""
     assert notes_of(GiveWayMode.USAGE, None, False) == ""
     none = notes_of(GiveWayMode.PRESSURE, None, True)
     assert none.startswith("owner pressure: no PSI on this host")
@@ -362,7 +377,7 @@ def test_notes_say_what_the_rule_degrades_to() -> None:
     assert "before 5.13" in notes_of(GiveWayMode.PRESSURE, old_kernel, True)
     assert notes_of(GiveWayMode.PRESSURE, old_kernel, True, cpu_pressure=None) == ""
     for mode in GiveWayMode:
-        keyboard = notes_of(mode, full, True, active_within=60.0)
+        keyboard = notes_of(mode, full, False, active_within=60.0)
         assert keyboard.startswith("owner active_within: no owner_idle reading from logind")
 
 
