@@ -7,8 +7,15 @@ and events) write into one real influxd 1.6 and one real VictoriaMetrics, starte
 a temporary directory. Measured in one run: the write load of one host (exact, from its
 stream), backfill ingest of a day for the smaller fleet and of the last hours for the larger one
 (server CPU, memory, disk), every dashboard query of contrib/grafana timed at both sizes, and
-the larger fleet writing at its real pace for a while (server CPU, write latency). About 25
-minutes on 2 cores; --quick is a 1-minute try-out that leaves RESULTS.md alone.
+the larger fleet writing at its real pace for a while (server CPU, write latency). influxd gets
+the InfluxDB dashboard's fleet rollups as a site admin installs them (bench/fleet_rollups.py):
+the continuous queries, a backfill of the history after each write of it (timed), the fleet
+panels' rollup targets against their raw twins on the larger fleet, and the continuous queries
+running live while the larger fleet writes (their run times from influxd's log, their minutes
+checked against the raw points). Only the larger fleet's last hours are written, so its whole
+day is timed only for the queries whose cost does not grow with the unwritten hosts (rollups,
+one host picked); the others are estimated. About 27 minutes on 2 cores; --quick is a 4-minute
+try-out that leaves RESULTS.md alone.
 """
 
 from __future__ import annotations
@@ -18,20 +25,23 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import fleet_ingest as ingest
 from bench import fleet_live, fleet_report
 from bench import fleet_queries as queries
+from bench import fleet_rollups as rollups
 from bench import fleet_servers as servers
-from bench.fleet_sim import profile
+from bench.fleet_sim import host_name, profile
 from bench.procstat import status_kib
 
 REPO = Path(__file__).resolve().parents[1]
 ONE_HOST = "node-0001"  # the host picked in the drill-down panels
 NICE_INTERVALS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600)
 PANEL_PIXELS = 1440  # Grafana's interval: the range over a ~1,500-px-wide panel's points
+LIVE_DATABASE = "fleet_live"
 
 
 def log(msg: str) -> None:
@@ -81,6 +91,9 @@ class Run:
     versions: dict[str, str] = field(default_factory=dict)
     load_before: str = ""
     influx_empty_kib: int = 0  # influxd's VmRSS with an empty database
+    fills: list[rollups.Fill] = field(default_factory=list)  # the rollups' backfills
+    cq: rollups.LiveCheck | None = None  # the continuous queries while the fleet wrote live
+    agree: rollups.Agreement | None = None  # the fleet panels' two targets, larger fleet
 
 
 def _stage(
@@ -120,9 +133,11 @@ def _time(
     vm: servers.FleetVictoria | None,
     hosts: int,
     hours: float,
+    only: Callable[[queries.Case, str], bool] | None = None,
 ) -> None:
     w = window(run.end, hours)
-    log(f"timing the dashboards' queries: {hosts} hosts, last {hours:g} h, {w.interval:g} s")
+    some = "" if only is None else " (those that do not read every host's raw points)"
+    log(f"timing the dashboards' queries{some}: {hosts} hosts, last {hours:g} h, {w.interval:g} s")
 
     def labels(label: str, selector: str, win: queries.Window) -> servers.Timing:
         assert vm is not None
@@ -146,11 +161,62 @@ def _time(
         one_host=ONE_HOST,
         runs=run.args.runs,
         slow=run.args.slow,
+        only=only,
     )
     run.timed[f"{hosts}/{hours:g}"] = timed
     worst = max(timed, key=lambda t: t.median, default=None)
     if worst is not None:
         log(f"  {len(timed)} queries; slowest median {worst.median:.2f} s: {worst.case.label}")
+
+
+def _fill(run: Run, influx: servers.FleetInflux, hosts: int, start: float) -> None:
+    """The rollups over [start, run.end), as an admin backfills them after the history landed."""
+    log(f"rollups: backfill of {hosts} hosts, {(run.end - start) / 3600:g} h")
+    fill = rollups.backfill(
+        influx.url, servers.DATABASE, start=start, end=run.end, hosts=hosts, pid=influx.pid
+    )
+    log(f"  {fill.statements} statements in {fill.seconds:.0f} s, {len(fill.errors)} errors")
+    run.fills.append(fill)
+
+
+def _agree(run: Run, influx: servers.FleetInflux) -> None:
+    """The dashboard's two targets of each fleet panel on the larger fleet's backfilled
+    rollups: the rollup for All against the raw points of every host picked by name."""
+    hosts = [host_name(i) for i in range(run.args.large)]
+    log(f"rollups: each fleet panel's two targets, {len(hosts)} hosts picked")
+    run.agree = rollups.agree(influx.url, servers.DATABASE, hosts, end=run.end)
+    log(f"  {sum(run.agree.compared.values())} figures, {len(run.agree.unequal)} differ")
+
+
+def _live(run: Run, influx: servers.FleetInflux) -> None:
+    """The larger fleet at its pace, the rollups' continuous queries running meanwhile; then
+    the minutes they wrote against the raw points."""
+    args = run.args
+    log(f"live: {args.large} hosts at their own tick for {args.live:g} s, continuous queries on")
+    influx.query(f"CREATE DATABASE {LIVE_DATABASE}")
+    for problem in rollups.install(influx.url, LIVE_DATABASE):
+        log(f"  continuous queries: {problem}")
+    run.live = fleet_live.run(
+        influx.url, LIVE_DATABASE, hosts=args.large, seconds=args.live, pid=influx.pid
+    )
+    lat = sorted(run.live.latencies)
+    log(
+        f"  {run.live.requests} requests, server CPU {run.live.server_cpu_pct:.1f} %, "
+        f"p50 {lat[len(lat) // 2] * 1000:.1f} ms"
+        if lat
+        else "  no request"
+    )
+    ended = time.time()
+    began = ended - run.live.seconds
+    rollups.wait_for_cq_round()  # their run at the next minute covers the last whole minutes
+    run.cq = rollups.compare_live(
+        lambda q: influx.query(q, LIVE_DATABASE),
+        start=(began // 60 + 1) * 60,
+        end=ended // 60 * 60,
+        hosts=args.large,
+    )
+    run.cq.runs = rollups.runs_from_log(influx.log_path, LIVE_DATABASE)
+    log(f"  rollup minutes equal to the raw points: {run.cq.equal} of {run.cq.minutes}")
 
 
 def _load() -> str:
@@ -169,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         default=2.0,
         help="history of the larger fleet's other hosts: the last N hours (2)",
     )
-    ap.add_argument("--live", type=float, default=120.0, help="real-pace phase, seconds (120)")
+    ap.add_argument("--live", type=float, default=180.0, help="real-pace phase, seconds (180)")
     ap.add_argument("--threads", type=int, default=4, help="backfill HTTP connections (4)")
     ap.add_argument("--procs", type=int, default=2, help="processes simulating hosts (2)")
     ap.add_argument("--runs", type=int, default=3, help="runs of each query (3)")
@@ -188,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.small, args.large, args.hours, args.large_hours = 10, 20, 1.0, 0.5
-        args.live, args.idle, args.runs = 15.0, 2.0, 2
+        args.live, args.idle, args.runs = 130.0, 2.0, 2
     results = Path(args.results) if args.results else None
     if results is None and not args.quick:
         results = REPO / "bench" / "RESULTS.md"
@@ -227,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         influx.query(f"CREATE DATABASE {servers.DATABASE}")
         time.sleep(2)
         run.influx_empty_kib = status_kib(influx.pid, "VmRSS")
+        for problem in rollups.install(influx.url, servers.DATABASE):
+            log(f"continuous queries: {problem}")
         _stage(run, influx, args.small, args.hours, copy0)
+        _fill(run, influx, args.small, run.start)
         vm.start()
         _stage(run, vm, args.small, args.hours, copy0)
         run.names = servers.check_names(vm)
@@ -236,25 +305,29 @@ def main(argv: list[str] | None = None) -> int:
         _time(run, source, influx, vm, args.small, args.large_hours)
 
         _stage(run, influx, args.large, args.large_hours, rest)
+        _fill(run, influx, args.large, cut)
+        _agree(run, influx)
         _stage(run, vm, args.large, args.large_hours, rest)
         _time(run, source, influx, vm, args.large, args.large_hours)
+        if args.large_hours < args.hours:
+            # The whole day at the larger fleet, where a query's cost does not grow with the
+            # hosts whose early hours were not written: rollups (a day of them was made, from
+            # the smaller fleet's hosts and then the larger one's) and one host picked.
+            _time(
+                run,
+                source,
+                influx,
+                None,
+                args.large,
+                args.hours,
+                lambda case, hosts: not case.reads_every_host(hosts),
+            )
 
         run.vm_rules, run.names_rules = _vm_with_rules(
             work, [j for j in copy0 if j.batch.first >= run.end - 3600]
         )
         vm.stop()
-        log(f"live: {args.large} hosts at their own tick for {args.live:g} s")
-        influx.query("CREATE DATABASE fleet_live")
-        run.live = fleet_live.run(
-            influx.url, "fleet_live", hosts=args.large, seconds=args.live, pid=influx.pid
-        )
-        lat = sorted(run.live.latencies)
-        log(
-            f"  {run.live.requests} requests, server CPU {run.live.server_cpu_pct:.1f} %, "
-            f"p50 {lat[len(lat) // 2] * 1000:.1f} ms"
-            if lat
-            else "  no request"
-        )
+        _live(run, influx)
         machine = fleet_report.machine(time.monotonic() - run.began)
         text = fleet_report.render(run, machine)
         print(text)

@@ -31,9 +31,18 @@ class Case:
     expr: str
     drill_down: bool  # in the per-host row: Grafana users pick one host there
     instant: bool  # a Prometheus instant query (stat and table panels), else a range query
+    picked: bool = False  # answers only for picked hosts (the raw twin of a rollup target)
+    rollup: bool = False  # reads a fleet rollup, a point a minute whatever the fleet's size
+
+    def reads_every_host(self, hosts: str) -> bool:
+        """Whether its cost grows with the fleet: every host's raw points, not a rollup, one
+        host's points, or nothing (a raw twin with all hosts)."""
+        return hosts == ALL_HOSTS and not (self.rollup or self.picked)
 
     @property
     def label(self) -> str:
+        if self.picked:
+            return f"{self.panel} ({self.ref}: raw, hosts picked)"
         return f"{self.panel} ({self.ref})" if self.ref not in ("A", "") else self.panel
 
 
@@ -180,6 +189,8 @@ def _cases_of(module: Any, path: Any) -> list[Case]:
                 if target.get("instant") and not target.get("range"):
                     instant.add((str(inner.get("title", "")), str(target.get("refId", ""))))
     cases = []
+    picked = str(getattr(module, "PICKED_HOSTS", "\0"))
+    rollups = {r.measurement for r in getattr(module, "rollups", list)()}
     for q in module.panel_queries(path):
         if q.kind not in (INFLUXDB, PROMETHEUS) or not q.expr.strip():
             continue
@@ -192,6 +203,8 @@ def _cases_of(module: Any, path: Any) -> list[Case]:
                 q.expr,
                 q.panel in drill,
                 (q.panel, q.ref) in instant,
+                picked in q.expr,
+                any(f'FROM "{m}"' in q.expr for m in rollups),
             )
         )
     return cases
@@ -275,13 +288,18 @@ def time_cases(
     one_host: str,
     runs: int = 3,
     slow: float = 20.0,
+    only: Callable[[Case, str], bool] | None = None,
 ) -> list[Timed]:
     """Each case `runs` times (once when the first run took over `slow` seconds); drill-down
-    panels with all hosts and with `one_host`, the rest with all hosts. A backend given as None
-    is skipped. The callables return a fleet_servers.Timing."""
+    panels and targets for picked hosts with all hosts and with `one_host`, the rest with all
+    hosts; `only(case, hosts)` picks some of those. A backend given as None is skipped. The
+    callables return a fleet_servers.Timing."""
     out: list[Timed] = []
     for case in source.cases:
-        for hosts in (ALL_HOSTS, one_host) if case.drill_down else (ALL_HOSTS,):
+        both = case.drill_down or case.picked
+        for hosts in (ALL_HOSTS, one_host) if both else (ALL_HOSTS,):
+            if only is not None and not only(case, hosts):
+                continue
             w = window
             text_of = functools.partial(_text, source, case.kind, w, hosts)
             labels = source.label_values(case.expr) if case.kind == PROMETHEUS else None

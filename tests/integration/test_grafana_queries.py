@@ -11,10 +11,19 @@ pilots give way (owner-yield events, frozen and stopped pilots, lost work) and t
 (Docker down, a refused config, a late tick), and `sim-silent` that stops reporting. In InfluxDB
 they hold 15 minutes of history (backdated points); for Prometheus they are exporters scraped
 live, `sim-silent`'s closed midway. So every panel, the sick-hosts table included, has rows.
+
+InfluxDB gets the fleet rollups as a site admin installs them (contrib/grafana/README.md): the
+continuous queries (sent twice: the second time changes nothing), then the one-time backfill of
+the history. A fleet panel's rollup target must answer for "All" alone and its raw twin for
+picked hosts alone, with the same figures: every minute of the rollup, those the backfill made
+and the first one influxd's continuous queries made on their own from the daemon's points,
+equals the raw twin's over every host. That minute is waited for (1 to 2 minutes more): the
+continuous queries run on the server's clock, at each minute's end and again a minute later.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -55,6 +64,7 @@ INTERVAL = 15.0  # $__interval Grafana would pick for it on a ~1000 px wide pane
 FEED_SECONDS = 20.0  # the simulated hosts' live feed to Prometheus
 SILENT_AFTER = 6.0  # seconds of it before sim-silent's exporter goes away
 DEADLINE = 60.0  # for every query to have data (they usually do at the first round)
+CQ_SLACK = 30.0  # past the minute for influxd's continuous queries (they run within ~1 s)
 FILES = {p.stem: p for p in D.dashboard_files()}
 
 
@@ -175,6 +185,8 @@ def values_of(result: Sequence[dict[str, Any]], column: str = "value") -> list[s
 
 
 def influx_round(server: InfluxDBServer, end: float) -> Round:
+    """Every target with data, but a fleet panel's rollup target (A) only for "All" and its
+    raw twin (B, `D.PICKED_HOSTS`) only for picked hosts: each must be empty the other time."""
     queries = D.panel_queries(FILES["planctond-influxdb"])
     span = {"start_s": end - WINDOW, "end_s": end, "interval_s": INTERVAL}
     chosen: dict[str, str | Sequence[str]] = {}
@@ -184,17 +196,22 @@ def influx_round(server: InfluxDBServer, end: float) -> Round:
             influx_series(server, D.render_influxql(q.expr, **span, variables=chosen))
         )
     assert {HOST, SIM, SILENT} <= set(chosen["host"]), chosen
+    twins = {q.panel for q in queries if D.PICKED_HOSTS in q.expr}
     out = Round(empty=[])
     for selection in (chosen, {"host": D.ALL, "pool": D.ALL}):
+        everyone = selection["host"] == D.ALL
         for q in queries:
             step = max(INTERVAL, D.min_interval_s(FILES["planctond-influxdb"], q.panel))
             rendered = D.render_influxql(
                 q.expr, **{**span, "interval_s": step}, variables=selection
             )
             out.ran += 1
-            if not influx_has_values(influx_series(server, rendered)):
+            answers = q.panel not in twins or (q.ref == "A") == everyone
+            if influx_has_values(influx_series(server, rendered)) != answers:
                 assert out.empty is not None
-                out.empty.append(f"{q.panel} {q.ref} ({selection}): {rendered}")
+                out.empty.append(
+                    f"{q.panel} {q.ref} ({selection}, data: {not answers}): {rendered}"
+                )
     return out
 
 
@@ -237,6 +254,30 @@ def prometheus_round(server: PrometheusServer, doc: dict[str, Any], end: float) 
                 assert out.empty is not None
                 out.empty.append(f"{q.panel} {q.ref} ({selection}): {rendered}")
     return out
+
+
+def install_rollups(server: InfluxDBServer, now: float) -> float:
+    """What the README tells a site admin: the continuous queries (sending them again changes
+    nothing), then the history before them filled once (here the whole window and what the
+    daemon wrote so far, to the end of this minute). The minutes from the returned time on are
+    the continuous queries' alone."""
+    for _ in range(2):
+        server.query(D.rollup_install(DB), DB)
+    listed = influx_series(server, "SHOW CONTINUOUS QUERIES")
+    names = sorted(row[0] for s in listed if s["name"] == DB for row in s["values"])
+    assert names == sorted(r.name for r in D.rollups()), listed
+    start, done = (now - WINDOW) // 60 * 60 - 120, (time.time() // 60 + 1) * 60
+    server.query("".join(D.rollup_backfill(start, done)), DB)
+    return done
+
+
+def made_by_continuous_queries(server: InfluxDBServer, minute: float) -> bool:
+    """Every rollup field has its point for `minute`: the continuous queries ran after it."""
+    span = f"time >= {round(minute * 1000)}ms AND time < {round(minute * 1000) + 60_000}ms"
+    return all(
+        server.query(f'SELECT "{r.field}" FROM "{r.measurement}" WHERE {span}', DB)
+        for r in D.rollups()
+    )
 
 
 def sick_hosts_influxdb(server: InfluxDBServer, end: float) -> set[str]:
@@ -318,6 +359,7 @@ def test_every_dashboard_query_returns_data_from_the_real_servers(
     with prometheus_server(tmp_path / "prometheus", targets) as prometheus:
         d = daemon_factory(pool_config(extra_top=top, command='["sleep", "2"]', max_pilots="2"))
         backfill(influx, time.time())
+        continuous = install_rollups(influx, time.time())
         sim, silent = SimHost(SIM, time.time()), SimHost(SILENT, time.time())
         fed, silent_serving = time.monotonic(), True
         while (spent := time.monotonic() - fed) < FEED_SECONDS:
@@ -359,5 +401,30 @@ def test_every_dashboard_query_returns_data_from_the_real_servers(
             (SIM, "tick late (s)"),
             (SILENT, "silent"),
         }
+        # The continuous queries' first minute is final when they computed it again, at their
+        # run two minutes after its start, which also makes the minute after it.
+        wait_for(
+            lambda: made_by_continuous_queries(influx, continuous + 60),
+            continuous + 120 + CQ_SLACK - time.time(),
+            interval=2.0,
+            message=lambda: influx.log_tail(),
+        )
+    compare = functools.partial(
+        D.rollups_against_raw, FILES["planctond-influxdb"], lambda q: influx_series(influx, q)
+    )
+    # The backfilled quarter of an hour (simulated hosts and the daemon's first minutes) and
+    # the continuous queries' first minute, against the raw points of every host ...
+    everyone = compare([HOST, SIM, SILENT], continuous - WINDOW, continuous + 60)
+    assert not everyone.unequal, "\n".join(everyone.unequal)
+    assert all(everyone.compared.values()) and len(everyone.compared) >= 8, everyone.compared
+    # ... and that minute holds the real daemon's points alone (the simulated hosts' history
+    # ended before it): influxd summed what the daemon wrote.
+    daemon = compare([HOST], continuous, continuous + 60)
+    assert not daemon.unequal, "\n".join(daemon.unequal)
+    assert all(daemon.compared.values()), daemon.compared
     ran = sum(r.ran for r in rounds.values())
-    print(f"{ran} dashboard queries returned data; {time.monotonic() - began:.0f} s in all")
+    print(
+        f"{ran} dashboard queries returned data; rollups equal to the raw points in "
+        f"{sum(everyone.compared.values())} figures, {sum(daemon.compared.values())} of the "
+        f"daemon's alone; {time.monotonic() - began:.0f} s in all"
+    )

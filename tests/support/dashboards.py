@@ -8,7 +8,8 @@ the Grafana variables still in. `render_influxql` and `render_promql` put in wha
 for a time range, an interval and the variables' values:
 
 - InfluxQL: `$timeFilter` is `time >= <start>ms and time <= <end>ms` (an absolute range);
-  `$__interval` ("15s", "1m"), `$__interval_ms`, `$__range` ("15m"), `$__range_s`, `$__range_ms`.
+  `$__interval` ("15s", "1m"), `$__interval_ms`, `$__range` ("15m"), `$__range_s`, `$__range_ms`,
+  and the range's ends `${__from}`, `${__to}` (epoch milliseconds, Grafana's default format).
 - PromQL: `$__rate_interval` is max(interval + scrape interval, 4 x scrape interval), as Grafana
   computes it from the data source's scrape interval (15 s unless told); `$__range` is "<s>s".
 - A template variable's value: a sequence is several selected values, each regex-escaped and
@@ -19,13 +20,21 @@ for a time range, an interval and the variables' values:
 
 A variable the query uses but the caller did not give raises KeyError: an undefined variable is a
 broken panel, not an empty one.
+
+The InfluxDB dashboard's fleet panels have two targets: one reads the fleet rollup that the
+continuous queries of `influxdb-rollups.iql` keep (it has no `host` tag, so `"host" =~ /^$host$/`
+matches only "All", `.*`), the other the raw series with `"all_hosts" !~ /^$host$/` (no series has
+that tag, and an absent tag matches `.*` but no list of host names), so exactly one answers.
+`rollups` reads that file; `rollup_backfill` makes the statements that fill its history once,
+as the recipe in contrib/grafana/README.md does with sed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +45,10 @@ INFLUXDB: Final = "influxdb"
 PROMETHEUS: Final = "prometheus"
 ALL: Final = "$__all"  # the "All" option of a variable
 ALL_VALUE: Final = ".*"  # what every variable of our dashboards sends for "All"
+ROLLUPS: Final = GRAFANA_DIR / "influxdb-rollups.iql"
+DATABASE_MARK: Final = "@DATABASE@"  # the rollups file's stand-in for the site's database
+NO_SUCH_TAG: Final = "all_hosts"  # a tag no series has: its value is "", which `.*` matches
+PICKED_HOSTS: Final = f'"{NO_SUCH_TAG}" !~ /^$host$/'  # in a target for picked hosts only
 DEFAULT_SCRAPE_INTERVAL: Final = 15.0  # Grafana's default for a Prometheus data source
 
 # $name, ${name} or ${name:format}; the longest names match first since \w+ is greedy.
@@ -208,6 +221,8 @@ def render_influxql(
     builtins["timeFilter"] = (
         f"time >= {round(start_s * 1000)}ms and time <= {round(end_s * 1000)}ms"
     )
+    builtins["__from"] = str(round(start_s * 1000))
+    builtins["__to"] = str(round(end_s * 1000))
     return _substitute(expr, builtins, variables, promql=False)
 
 
@@ -235,3 +250,147 @@ def label_values(expr: str) -> tuple[str, str] | None:
     if match is None:
         return None
     return match.group(2), (match.group(1) or "")
+
+
+# --- the InfluxDB fleet rollups ----------------------------------------------------------------
+# One continuous query a line; the same split as the README's sed recipe: the SELECT before the
+# last GROUP BY, and that GROUP BY (greedy, so the subquery's own GROUP BY stays in the SELECT).
+_CONTINUOUS_QUERY = re.compile(
+    r'^CREATE CONTINUOUS QUERY "(\w+)" .* BEGIN (.*) (GROUP BY .*) END;$'
+)
+_ROLLUP_PARTS = re.compile(
+    r'^SELECT \w+\("v"\) AS "(\w+)" INTO "(\w+)" FROM \(SELECT (.*) AS "v" FROM "(\w+)" '
+)
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One continuous query of the rollups file."""
+
+    select: str  # SELECT ... INTO ... FROM (subquery), no time range
+    group_by: str  # its outer GROUP BY time(1m)[, "pool"]
+    measurement: str  # what it writes ...
+    field: str  # ... and its one field
+    source: str  # the raw measurement it reads
+    expr: str  # what it takes of each host's minute, e.g. last("running_pilots")
+    name: str  # the continuous query's
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(re.findall(r'"(\w+)"', self.group_by))
+
+
+def rollups(path: Path = ROLLUPS) -> list[Rollup]:
+    out = []
+    for line in path.read_text().splitlines():
+        match = _CONTINUOUS_QUERY.match(line)
+        if match is None:
+            continue
+        name, select, group_by = match.groups()
+        parts = _ROLLUP_PARTS.match(select)
+        if parts is None:
+            raise ValueError(f"{path.name}: not a rollup of one field: {line}")
+        field, measurement, expr, source = parts.groups()
+        out.append(Rollup(select, group_by, measurement, field, source, expr, name))
+    return out
+
+
+def rollup_twins(path: Path) -> list[tuple[str, str, str]]:
+    """(title, rollup query, raw query for picked hosts) of each fleet panel that has both."""
+    out = []
+    for panel in all_panels(load(path)):
+        queries = {t["refId"]: str(t.get("query", "")) for t in panel.get("targets", [])}
+        if PICKED_HOSTS in queries.get("B", "") and "A" in queries:
+            out.append((str(panel["title"]), queries["A"], queries["B"]))
+    return out
+
+
+def rollup_install(database: str, path: Path = ROLLUPS) -> str:
+    """The file as the README's one-liner sends it: the database put in, comments and all."""
+    return path.read_text().replace(DATABASE_MARK, database)
+
+
+def rollup_backfill(start_s: float, end_s: float, path: Path = ROLLUPS) -> list[str]:
+    """Each continuous query's SELECT ... INTO over [start_s, end_s) (epoch seconds, whole
+    minutes), from a minute early: a minute's increase needs the minute before, so chunks run
+    one after the other leave no minute out (the overlap minute is written again, the same)."""
+    start, end = f"{round(start_s * 1000)}ms", f"{round(end_s * 1000)}ms"
+    return [
+        f"{r.select} WHERE time >= {start} - 1m AND time < {end} {r.group_by};"
+        for r in rollups(path)
+    ]
+
+
+def _outer(query: str) -> str:
+    """The query without its subqueries and call arguments: what the outer SELECT groups by."""
+    while (shorter := re.sub(r"\([^()]*\)", "", query)) != query:
+        query = shorter
+    return query
+
+
+def figures(
+    series: Sequence[Mapping[str, Any]], since_ms: float, *, bucketed: bool
+) -> dict[tuple[Any, ...], Any]:
+    """{(tags, column, bucket): value} of an InfluxDB answer (times in ms), buckets from
+    `since_ms` on; an answer over the whole range (`bucketed` false) is one row, keyed 0, since
+    its time is the range's start, which the rollup and its raw twin do not share."""
+    return {
+        (json.dumps(s.get("tags")), column, row[0] if bucketed else 0): value
+        for s in series
+        for row in s["values"]
+        if not bucketed or row[0] >= since_ms
+        for column, value in zip(s["columns"], row, strict=True)
+        if column != "time" and value is not None
+    }
+
+
+@dataclass
+class Agreement:
+    """Rollup targets against their raw twins: figures compared per panel, and those that
+    differ (or that one side has and the other lacks)."""
+
+    compared: dict[str, int]
+    unequal: list[str]
+
+
+def rollups_against_raw(
+    path: Path,
+    series_of: Callable[[str], Sequence[Mapping[str, Any]]],
+    hosts: Sequence[str],
+    start_s: float,
+    end_s: float,
+) -> Agreement:
+    """Each fleet panel's rollup target ("All") against its raw twin with `hosts` picked, at
+    Grafana's one-minute interval over the whole minutes [start_s, end_s). A raw increase
+    needs the minute before, so the twin's range starts a minute early (the rollup's first
+    minute was computed with it too); that minute is left out of the comparison.
+    `series_of` runs a query and returns its series with times in milliseconds."""
+    assert start_s % 60 == 0 and end_s % 60 == 0 and end_s > start_s, (start_s, end_s)
+    last = end_s - 0.001  # $timeFilter's end is inclusive: stop short of the next minute
+    out = Agreement({}, [])
+    for title, *twins in rollup_twins(path):
+        rollup, raw = (
+            figures(
+                series_of(
+                    render_influxql(
+                        query,
+                        start_s=first,
+                        end_s=last,
+                        interval_s=60.0,
+                        variables={"host": chosen, "pool": ALL},
+                    )
+                ),
+                start_s * 1000,
+                bucketed="GROUP BY time" in _outer(query),
+            )
+            for query, first, chosen in zip(
+                twins, (start_s, start_s - 60), (ALL, hosts), strict=True
+            )
+        )
+        out.compared[title] = len(raw)
+        if rollup.keys() != raw.keys():
+            out.unequal.append(f"{title}: rollup {rollup}, raw {raw}")
+        for key, value in raw.items():
+            if not math.isclose(rollup.get(key, math.nan), value, rel_tol=1e-9, abs_tol=1e-9):
+                out.unequal.append(f"{title} {key}: rollup {rollup.get(key)}, raw {value}")
+    return out

@@ -39,7 +39,7 @@ FILES = D.dashboard_files()
 IDS = [p.stem for p in FILES]
 GRID_COLUMNS = 24
 BUILTIN_VARIABLES = {"timeFilter", "__interval", "__interval_ms", "__range", "__range_s"}
-BUILTIN_VARIABLES |= {"__range_ms", "__rate_interval"}
+BUILTIN_VARIABLES |= {"__range_ms", "__rate_interval", "__from", "__to"}
 # Keys of an annotation beyond the common schema, read by each data source's annotation support.
 ANNOTATION_EXTRAS = {
     D.INFLUXDB: {"query", "textColumn", "tagsColumn", "titleColumn", "timeEndColumn"},
@@ -318,6 +318,8 @@ def influx_catalogue() -> dict[str, set[str]]:
         legacy += L.legacy_event(event(kind, extra={"lifetime_seconds": "1"}), "h")
     for p in legacy:
         out.setdefault(p.measurement, set()).update({*p.fields, *p.tags})
+    for r in D.rollups():  # no host tag: `"host" =~ /^$host$/` there matches "All" alone
+        out.setdefault(r.measurement, {"host"}).update({r.field, *r.tags})
     return out
 
 
@@ -356,7 +358,7 @@ def unknown_series(
         refs = list(influxql_references(q.expr))
         assert refs, q
         for measurement, used in refs:
-            missing = used - catalogue.get(measurement, set()) - {"time"}
+            missing = used - catalogue.get(measurement, set()) - {"time", D.NO_SUCH_TAG}
             if measurement not in catalogue or missing:
                 out.append((q.panel, q.ref, {measurement, *missing}))
     return out
