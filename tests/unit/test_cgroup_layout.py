@@ -3,6 +3,11 @@
 The trees hold the files the kernel shows, in the kernel's formats; `FakeKernel.mkdir` stands in
 for the kernel when a cgroup directory is created (it fills the new directory with the interface
 files the enabled controllers provide), so the code under test runs unchanged.
+
+cgroup v2 as hosts run it (cpu.idle, both Docker drivers, the pilots' readings, a systemd slice
+made by its unit) is proven in a booted guest (tests/guest/), so the v2 trees here cover only what
+no guest here boots: kernels without `cpu.idle`, controllers not delegated, refused writes, a
+missing slice unit. The v1 trees cover v1 with the systemd driver, which CI's own hosts do not run.
 """
 
 from __future__ import annotations
@@ -198,12 +203,6 @@ def kernel_v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
 
 
 # --- layout -------------------------------------------------------------------------------------
-def test_detect_v2(kernel_v2: FakeKernel) -> None:
-    layout = CgroupLayout.detect(str(kernel_v2.root))
-    assert layout.version == 2
-    assert layout.cpu == layout.memory == layout.freezer == layout.cpuacct == str(kernel_v2.root)
-
-
 def test_detect_v1_hybrid_ignores_unified(kernel_v1: FakeKernel) -> None:
     layout = CgroupLayout.detect(str(kernel_v1.root))
     assert layout.version == 1
@@ -323,29 +322,6 @@ def test_pilot_cgroups_v1_systemd(kernel_v1: FakeKernel) -> None:
     assert pc.container_paths(CID)["memory"].endswith(f"memory/planctond.slice/docker-{CID}.scope")
 
 
-@pytest.mark.parametrize(
-    ("parent", "driver", "leaf"),
-    [("/planctond", "cgroupfs", CID), ("planctond.slice", "systemd", f"docker-{CID}.scope")],
-)
-def test_pilot_cgroups_v2(kernel_v2: FakeKernel, parent: str, driver: str, leaf: str) -> None:
-    layout = CgroupLayout.detect(str(kernel_v2.root))
-    pc = PilotCgroups(layout, parent, driver)
-    assert pc.total_cpu_seconds() is None
-    ctr = kernel_v2.make(f"{parent.strip('/')}/{leaf}")
-    par = ctr.parent
-    _w(
-        par / "cpu.stat",
-        "usage_usec 4500000\nuser_usec 4000000\nsystem_usec 500000\nnr_periods 3\n",
-    )
-    _w(ctr / "cpu.stat", "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
-    _w(par / "memory.current", "5000\n")
-    _w(par / "memory.stat", "anon 3000\nfile 2000\nactive_file 500\ninactive_file 1500\n")
-    assert pc.total_cpu_seconds() == pytest.approx(4.5)
-    assert pc.container_cpu_seconds(CID) == pytest.approx(1.5)
-    assert pc.memory_bytes() == 3500
-    assert pc.container_paths(CID) == {"unified": str(ctr)}
-
-
 # --- the idle parent ----------------------------------------------------------------------------
 def test_idle_parent_v1_cgroupfs(kernel_v1: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> None:
     layout = CgroupLayout.detect(str(kernel_v1.root))
@@ -419,27 +395,6 @@ def test_idle_parent_v1_joint_mount_created_once(
     assert PilotCgroups(layout, "/planctond", "cgroupfs").total_cpu_seconds() == 1.0
 
 
-def test_idle_parent_v2_cgroupfs(kernel_v2: FakeKernel) -> None:
-    root = kernel_v2.root
-    layout = CgroupLayout.detect(str(root))
-    setup = ensure_idle_parent(layout, "/planctond", "cgroupfs")
-    assert (setup.mode, setup.path, setup.version) == ("cpu.idle", str(root / "planctond"), 2)
-    enabled_root = {c.lstrip("+") for c in (root / "cgroup.subtree_control").read_text().split()}
-    assert {"cpu", "memory", "pids", "io"} <= enabled_root
-    parent = root / "planctond"
-    assert (parent / "cpu.idle").read_text() == "1"
-    enabled_parent = {
-        c.lstrip("+") for c in (parent / "cgroup.subtree_control").read_text().split()
-    }
-    assert {"cpu", "memory", "pids"} <= enabled_parent
-    # A pilot made under it by Docker gets the controllers and is read by the sensor.
-    kernel_v2.mkdir(str(parent / CID))
-    assert (parent / CID / "cpu.weight").exists()
-    assert (parent / CID / "memory.current").exists()
-    again = ensure_idle_parent(layout, "/planctond", "cgroupfs")
-    assert not again.changed
-
-
 def test_idle_parent_v2_only_enables_available(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -497,13 +452,9 @@ def test_idle_parent_write_refused(kernel_v2: FakeKernel) -> None:
         ensure_idle_parent(layout, "/planctond", "cgroupfs")
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_idle_parent_systemd_slice_exists(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int
-) -> None:
-    k = FakeKernel(tmp_path / "cg", version)
-    monkeypatch.setattr(cgroup_parent, "_make_cgroup", k.mkdir)
-    slice_dir = k.make("cpu/planctond.slice" if version == 1 else "planctond.slice")
+def test_idle_parent_systemd_slice_exists_v1(kernel_v1: FakeKernel) -> None:
+    k = kernel_v1
+    slice_dir = k.make("cpu/planctond.slice")
     setup = ensure_idle_parent(CgroupLayout.detect(str(k.root)), "planctond.slice", "systemd")
     assert (setup.mode, setup.path, setup.changed) == ("cpu.idle", str(slice_dir), True)
     assert (slice_dir / "cpu.idle").read_text() == "1"
