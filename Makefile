@@ -4,11 +4,13 @@
 #   make run     setup, then the daemon in the foreground on its default config
 #   make lint    ruff, ruff format --check, mypy (strict), import-linter contracts
 #   make test    the test suite (starts its own private dockerd)
-#   make check   what CI runs: deps, lint, test, the cgroup v2 guest, each timed
+#   make check   what CI runs: deps, lint, test, the owner bench's short mode, the v2 guest, timed
 #   make bench   the benchmarks (root, about 12 minutes): results in bench/RESULTS.md
 #   make guest-test   only the tests in a booted cgroup v2 guest (QEMU, 12-16 min here)
 #   make guest-image  build the cached guest image ahead of time (Debian packages, a few minutes)
 #   make bench-fleet  simulated hosts into influxd and VictoriaMetrics (~25 min): bench/RESULTS.md
+#   make bench-owner  owner impact against harvest, every contender (~18 min): bench/RESULTS.md
+#   make bench-owner-short  the same as a 3-minute smoke test, into /tmp/planctond-bench-owner-short
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -65,6 +67,7 @@ check:
 	@rc=0; \
 	$(PHASE) lint $(MAKE) --no-print-directory lint || rc=1; \
 	$(PHASE) test $(MAKE) --no-print-directory test || rc=1; \
+	$(PHASE) bench-owner $(MAKE) --no-print-directory bench-owner-short || rc=1; \
 	$(PHASE) guest $(MAKE) --no-print-directory guest-test || rc=1; \
 	exit $$rc
 
@@ -85,6 +88,16 @@ bench:
 .PHONY: bench-fleet
 bench-fleet:
 	/usr/bin/python3 -m bench.fleet
+
+# Owner impact against harvest (issue 12): every contender on the same owner trace, ~18 min on 2
+# cores; takes a memory ballast, so run it on a machine nobody else uses. The short mode (< 3 min,
+# no ballast) writes to /tmp/planctond-bench-owner-short/ and leaves bench/ alone.
+.PHONY: bench-owner bench-owner-short
+bench-owner:
+	/usr/bin/python3 -m bench.owner
+
+bench-owner-short:
+	/usr/bin/python3 -m bench.owner --short
 
 # ----- packaging: deb and rpm targets go here (owned by the packaging work) ----------------------
 .PHONY: deb rpm

@@ -107,11 +107,22 @@ class Daemon:
         return self.proc.returncode
 
 
+QUIET_DAEMON = "bench.quiet_daemon"
+REAL_DAEMON = "planctond.cli.daemon"
+
+
 def start_daemon(
-    name: str, workdir: Path, config_text: str, docker_url: str, state_dir: Path | None = None
+    name: str,
+    workdir: Path,
+    config_text: str,
+    docker_url: str,
+    state_dir: Path | None = None,
+    module: str = QUIET_DAEMON,
 ) -> Daemon:
     """A fresh daemon; with `state_dir` of an earlier one it has the same instance id and
-    adopts the pilots that one left running."""
+    adopts the pilots that one left running. `module`: the quiet daemon by default, which hides
+    the owner's CPU from the policy (right for measuring the daemon's own cost); the real one
+    where the owner is the point (bench/owner.py)."""
     config_path = workdir / f"{name}.yaml"
     config_path.write_text(config_text)
     state_dir = state_dir or workdir / f"state-{name}"
@@ -121,7 +132,7 @@ def start_daemon(
     argv = [
         PYTHON,
         "-m",
-        "bench.quiet_daemon",
+        module,
         "--foreground",
         "--no-dbus",
         "--leave-pilots",

@@ -31,6 +31,8 @@ packages=(
     rpm lintian devscripts fakeroot python3-installer python3-wheel
     # the cgroup v2 guest (tests/guest/): emulator, overlay disks, the guest's local apt repository
     qemu-system-x86 qemu-utils dpkg-dev
+    # the owner-impact benchmark (bench/owner.py): owner workloads and its plots
+    stress-ng rt-tests python3-matplotlib
 )
 
 # Dev tools pinned to versions known to work with Debian 12's Python 3.11 and pytest 7.2.
