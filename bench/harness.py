@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,35 @@ class Daemon:
             if " WARNING " in line or " ERROR " in line:
                 DAEMON_WARNINGS.append((self.name, line))
         return self.proc.returncode
+
+
+@dataclass
+class Engine:
+    """The Docker engine a benchmark runs against: its URL, how RESULTS.md describes it, and the
+    private dockerd to stop at the end (None for an engine the caller named)."""
+
+    url: str
+    description: str
+    private: Any = None
+
+    def stop(self) -> None:
+        if self.private is not None:
+            self.private.stop()
+
+
+def open_engine(docker_url: str | None, log: Callable[[str], None] = print) -> Engine:
+    """The engine at `docker_url`, or a private dockerd (the test suite's helper) started now."""
+    if docker_url:
+        return Engine(docker_url, f"the engine at {docker_url}")
+    from tests.support.docker_engine import start_private_engine
+
+    log("starting a private dockerd")
+    private = start_private_engine()
+    return Engine(
+        private.url,
+        "a private dockerd started for the run (tests/support/docker_engine.py)",
+        private,
+    )
 
 
 QUIET_DAEMON = "bench.quiet_daemon"

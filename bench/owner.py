@@ -41,7 +41,7 @@ from typing import Any
 
 from bench import owner_contenders as contenders
 from bench import owner_host as host
-from bench.harness import PYTHON, REPO, remove_labelled
+from bench.harness import PYTHON, REPO, Engine, open_engine, remove_labelled
 from bench.owner_figures import summarise
 from bench.owner_model import Census, Segment, StepRecord, parse_samples
 from bench.owner_plot import write_plots
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = host.Ballast.restore_stale()
     if stale:
         notes.append(stale)
-    private: Any = None
+    engine: Engine | None = None
     ballast: host.Ballast | None = None
     owner: host.OwnerCgroup | None = None
     kmsg = host.KernelLog()
@@ -311,17 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import docker
 
-        from tests.support.docker_engine import DIE_WITH_PARENT, start_private_engine
+        from tests.support.docker_engine import DIE_WITH_PARENT
         from tests.support.images import ensure_busybox
 
-        if args.docker_url:
-            url = args.docker_url
-            engine = f"the engine at {url}"
-        else:
-            log("starting a private dockerd")
-            private = start_private_engine()
-            url = private.url
-            engine = "a private dockerd started for the run (tests/support/docker_engine.py)"
+        engine = open_engine(args.docker_url, log)
+        url = engine.url
         api = docker.APIClient(base_url=url, version="auto", timeout=120)
         ensure_busybox(url)
         info, version = api.info(), api.version()
@@ -376,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             cyclictest=_tool_version(["cyclictest", "--help"]),
             load_before=load_before,
             load_after=_load(),
-            engine=engine,
+            engine=engine.description,
             owner_counter=owner.how,
             owner_stall=owner.pressure_file is not None,
             duration_s=time.monotonic() - began,
@@ -422,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         if ballast is not None:
             ballast.release()
         kmsg.close()
-        if private is not None:
-            private.stop()
+        if engine is not None:
+            engine.stop()
         if args.keep:
             log(f"work directory kept: {workdir}")
         else:

@@ -21,7 +21,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -30,7 +29,7 @@ import docker  # noqa: E402
 
 from bench import phases  # noqa: E402
 from bench.events import EventRecorder  # noqa: E402
-from bench.harness import BENCH_LABEL_KEY, DAEMON_WARNINGS, remove_labelled  # noqa: E402
+from bench.harness import BENCH_LABEL_KEY, DAEMON_WARNINGS, open_engine, remove_labelled  # noqa: E402
 from bench.report import Machine, render, write_section  # noqa: E402
 from planctond import constants as C  # noqa: E402
 from planctond.engine.cgroup_parent import ensure_idle_parent, parent_for  # noqa: E402
@@ -66,17 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     run_id = uuid.uuid4().hex[:12]
     workdir = Path(tempfile.mkdtemp(prefix="pbench-", dir="/tmp"))
-    private: Any = None
-    if args.docker_url:
-        url = args.docker_url
-        engine_desc = f"existing engine at {url}"
-    else:
-        from tests.support.docker_engine import start_private_engine
-
-        log("starting a private dockerd")
-        private = start_private_engine()
-        url = private.url
-        engine_desc = "a private dockerd started for the run (tests/support/docker_engine.py)"
+    engine = open_engine(args.docker_url, log)
+    url, engine_desc = engine.url, engine.description
     if not url.startswith("unix://"):
         print("the counting proxy needs a unix:// Docker URL", file=sys.stderr)
         return 1
@@ -181,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         recorder.close()
         remove_labelled(api, run_id)
         api.close()
-        if private is not None:
-            private.stop()
+        engine.stop()
         if args.keep:
             log(f"daemon configs and logs kept in {workdir}")
         else:
