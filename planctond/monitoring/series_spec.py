@@ -113,7 +113,13 @@ SERIES: Final[tuple[SeriesSpec, ...]] = (
         ("cpus", _G, _I, "cpus", "CPUs the host has."),
         ("used_cpus", _G, _F, "cpus", "CPUs busy over the last tick, pilots included."),
         ("owner_cpus", _G, _F, "cpus", "CPUs the owner used, pilots excluded."),
-        ("spare_cpus", _G, _F, "cpus", "CPUs left for pilots after the owner and the reserve."),
+        (
+            "spare_cpus",
+            _G,
+            _F,
+            "cpus",
+            "CPUs left for pilots: all but the reserve and the owner's use where it counts.",
+        ),
         ("pilot_cpus", _G, _F, "cpus", "CPUs allotted to running pilots, all pools."),
         ("pilot_used_cpus", _G, _F, "cpus", "CPUs pilots used over the last tick (cgroup)."),
         (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from planctond.config.model import Config, PoolConfig
+from planctond.config.model import Config, GiveWayMode, PoolConfig
 from planctond.policy.model import HostSnapshot, PilotAction, PilotView
 
 # Admins write CPU figures like 0.1 and 0.25 whose float sums miss the exact line by a hair: a
@@ -17,9 +17,22 @@ from planctond.policy.model import HostSnapshot, PilotAction, PilotView
 EPS = 1e-9
 
 
+def owner_cpu_counts(config: Config, host: HostSnapshot) -> bool:
+    """Whether the owner's CPU use limits the pilots' CPUs. Under `give_way: usage` always.
+    Under `give_way: pressure` only while the owner's CPU is watched at all (`cpu_pressure` set)
+    and the pilots are not idle to the scheduler: under `cpu.idle=1` a waking owner task takes
+    its CPU back at once, so a pilot on a CPU the owner uses now costs the owner nothing, and
+    leaving it out would only give up the harvest of every instant the owner does not use it."""
+    if config.owner.give_way is GiveWayMode.USAGE:
+        return True
+    return config.owner.cpu_pressure is not None and not host.pilots_idle
+
+
 def spare_cpus(config: Config, host: HostSnapshot) -> float:
-    """CPUs pilots may be entitled to: all but the owner's use and the owner's reserve."""
-    return host.ncpus - config.owner.reserve - host.owner_cpu
+    """CPUs pilots may be entitled to: all but the owner's reserve and, where it counts
+    (`owner_cpu_counts`), the owner's use."""
+    owner = host.owner_cpu if owner_cpu_counts(config, host) else 0.0
+    return host.ncpus - config.owner.reserve - owner
 
 
 def pool_variables(

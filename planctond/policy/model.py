@@ -91,6 +91,9 @@ class HostSnapshot:
     # idle to the scheduler (cpu.idle=1): then the owner's CPU use costs the owner nothing.
     owner_pressure: OwnerPressure | None = None
     pilots_idle: bool = False
+    # False: the CPU figures cover no interval yet (the sensor began a moment ago; a daemon
+    # starting, Docker reconnecting): they read zero, which says nothing of the owner.
+    cpu_measured: bool = True
 
     @property
     def owner_cpu(self) -> float:

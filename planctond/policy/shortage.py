@@ -19,6 +19,9 @@ idle pilots beside it); freezing pilots would cure none of that and only lose th
 and where the host cannot measure the owner's CPU stalls (no per-cgroup PSI, or a kernel without
 the cgroup "full" line), the CPU is left to the idle cgroup when the pilots are in one, and
 judged by use as with `usage` when they are not: an unprotected owner is never left unwatched.
+Where the CPU is left to the idle cgroup, pilots also start and thaw on CPUs the owner is using
+(`accounting.owner_cpu_counts`): a start waiting for the owner to go would give up the harvest
+of every instant it does not use them, and cost it nothing in exchange.
 
 `owner.active_within` works with both rules: the owner at the keyboard (logind's `owner_idle`
 below it) is a shortage by itself.
@@ -29,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planctond.config.model import Config, GiveWayMode
-from planctond.policy.accounting import EPS
+from planctond.policy.accounting import EPS, owner_cpu_counts
 from planctond.policy.model import HostSnapshot, OwnerPressure, Reason
 
 
@@ -127,7 +130,7 @@ def _by_pressure(config: Config, host: HostSnapshot, need: float, spare: float) 
     floor = _floor(config, host)
     memory = floor or _over("memory", psi.memory, owner.memory_pressure, psi.source)
     io = _over("io", psi.io, owner.io_pressure, psi.source)
-    wanted = owner.cpu_pressure is not None and not host.pilots_idle
+    wanted = owner_cpu_counts(config, host)
     by_pressure = wanted and psi.cpu is not None
     by_use = wanted and psi.cpu is None
     if by_pressure:

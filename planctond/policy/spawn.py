@@ -31,7 +31,8 @@ def evaluate_run_when(pool: PoolConfig, variables: Mapping[str, float | bool]) -
 def start_blocker(inp: PolicyInput, state: PolicyState, owner_short: bool) -> str:
     """Why no pool may start anything this decision, or "". While a pilot stays frozen or the
     owner is short, a start would only be taken back; after a stop for the owner `grace_spawn`
-    keeps a returning owner from meeting new pilots at once."""
+    keeps a returning owner from meeting new pilots at once. A reading that covers no time yet
+    (zeros) would start pilots beside an owner who uses every CPU: the next one decides."""
     if inp.run_state is RunState.DRAINING:
         return "draining"
     if inp.run_state is RunState.STOPPED:
@@ -40,6 +41,8 @@ def start_blocker(inp: PolicyInput, state: PolicyState, owner_short: bool) -> st
         return f"{len(state.frozen_since)} pilots frozen for the owner"
     if owner_short:
         return "the owner needs the host"
+    if not inp.host.cpu_measured:
+        return "waiting for a first reading of the host's CPU"
     if state.gave_way_at is not None:
         left = state.gave_way_at + inp.config.owner.grace_spawn - inp.now
         if left > 0:

@@ -110,6 +110,7 @@ class HostSensor:
         # Where that interval began, and the pilots' counter then (see HostSnapshot.since)
         self._last_since: tuple[float, float | None] = (self._prev_t, self._prev_pilots)
         self.warming_up = True  # the last sample covered less than MIN_INTERVAL
+        self.measured = False  # some sample has covered MIN_INTERVAL: the CPU figures are real
         self.last_interval = 0.0
 
     def pilots_cpu_seconds(self) -> float | None:
@@ -176,6 +177,7 @@ class HostSensor:
         self._last_since = (self._prev_t, self._prev_pilots)
         self._prev_t, self._prev_busy, self._prev_pilots = now, busy, pilots
         self._last_cpu = (host_cpu, pilots_cpu, scoped)
+        self.measured = True
         return host_cpu, pilots_cpu, scoped, ncpus
 
     def sample(self, extra: Mapping[str, float | bool] | None = None) -> HostSnapshot:
@@ -231,4 +233,5 @@ class HostSensor:
             pilots_memory=None if self.pilot_cgroups is None else self.pilot_cgroups.memory_bytes(),
             owner_pressure=None if self.owner_pressure is None else self.owner_pressure.read(),
             pilots_idle=self.pilots_idle,
+            cpu_measured=self.measured,
         )

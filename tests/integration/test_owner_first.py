@@ -253,3 +253,55 @@ def test_an_owner_inside_owner_cgroup_still_comes_first(
     d.wait_for_line(r"pilot-frozen", 30, since=mark)
     burner.stop()
     d.wait_for_line(r"pilot-thawed", 30, since=mark)
+
+
+def _beside_a_busy_owner(
+    scope: ScopeCgroup, factory: DaemonFactory, burner: Burner, give_way: str
+) -> Any:
+    """A daemon started while the owner already uses every core, 1-CPU pilots, max_pilots 2.
+    The owner's memory and I/O stalls are left out of `pressure`: on a shared host they are
+    other people's, and they are not what is tested."""
+    burner.start(scope)
+    cfg = scope.config(max_pilots="2", cpus=1.0, reserve=0.0)
+    rule = f"  give_way: {give_way}\n"
+    if give_way == "pressure":
+        rule += "  memory_pressure: null\n  io_pressure: null\n"
+    return factory(cfg.replace("  freeze: 3s\n", "  freeze: 3s\n" + rule))
+
+
+def test_idle_pilots_start_beside_an_owner_on_every_core(
+    scope_cgroup: ScopeCgroup,
+    daemon_factory: DaemonFactory,
+    docker_client: Any,
+    busybox_image: str,
+    burner: Burner,
+) -> None:
+    """`give_way: pressure` with the pilots' parent idle to the scheduler: an owner already
+    using every core neither holds the starts back nor makes the pilots give way, and the
+    daemon says it started them beside that owner."""
+    d = _beside_a_busy_owner(scope_cgroup, daemon_factory, burner, "pressure")
+    wait_for(lambda: len(pilots(docker_client, d.instance_id)) == 2, 30, message=d.tail)
+    started = d.find_lines(r"pilot-started")
+    owner = [float(m[1]) for line in started if (m := re.search(r"owner ([\d.]+)\)", line.text))]
+    # decided on a reading of the burner (no start on the sensor's first, empty one)
+    assert len(owner) == 2 and min(owner) >= 1.0, [line.text for line in started]
+    mark = d.mark()
+    time.sleep(8)  # grace_kill (3 s) twice over
+    assert not d.find_lines(r"pilot-(frozen|stopped|killed)", mark), d.tail()
+    assert all(c.status == "running" for c in pilots(docker_client, d.instance_id))
+
+
+def test_usage_rule_starts_nothing_beside_an_owner_on_every_core(
+    scope_cgroup: ScopeCgroup,
+    daemon_factory: DaemonFactory,
+    docker_client: Any,
+    busybox_image: str,
+    burner: Burner,
+) -> None:
+    """The control, and the daemon's first moments: under `usage` the same owner leaves no
+    spare CPU, and the first decision, whose reading covers no time yet, starts nothing."""
+    d = _beside_a_busy_owner(scope_cgroup, daemon_factory, burner, "usage")
+    d.wait_for_line(r"pool default: no spare CPU", 30)
+    time.sleep(5)  # five more ticks
+    assert not d.find_lines(r"pilot-started"), d.tail()
+    assert not pilots(docker_client, d.instance_id)

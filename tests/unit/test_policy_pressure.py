@@ -188,8 +188,63 @@ def test_an_owner_who_only_uses_the_cpu_keeps_the_pilots() -> None:
     assert sim.count("default", PilotPhase.RUNNING) == 3
     busy = [s for s in steps if 100 <= t_of(s) < 700]
     assert busy and all(not s.state.overload_since for s in busy)
-    # no start either while the owner uses it all: a pilot would get nothing
-    assert not any(s.decision.start for s in busy)
+
+
+# --- starts: on slots where the kernel gives the owner its CPU back -----------------------------
+
+
+def starts_while_busy(**kw: object) -> list[float]:
+    """When the three pilots of `ladder` start (seconds) with the owner on every CPU from t=0
+    to t=300, then gone."""
+    sim = ladder(owner=segments([(300, 4.0, 0), (1000, 0.0, 0)]), **kw)
+    return [t - T0_MONOTONIC for t, _ in actions(sim.run(400), "start")]
+
+
+def test_idle_pilots_start_next_to_an_owner_on_every_cpu() -> None:
+    """Under cpu.idle=1 a pilot on a CPU the owner uses gets only what the owner leaves, at once:
+    the starts do not wait for the owner to go (one per tick, per_tick 1)."""
+    assert starts_while_busy() == [0.0, 10.0, 20.0]
+
+
+@pytest.mark.parametrize(
+    ("kw", "first"),
+    [
+        ({"give_way": GiveWayMode.USAGE}, 300.0),  # Plancton's rule: only once the owner is gone
+        ({"pilots_idle": False}, 300.0),  # no idle cgroup: the owner's CPU stalls are watched
+        ({"pilots_idle": False, "psi": False}, 300.0),  # ... or its use, where no stalls are read
+    ],
+)
+def test_the_owners_cpu_use_holds_starts_back_where_it_is_watched(
+    kw: dict[str, object], first: float
+) -> None:
+    assert starts_while_busy(**kw)[0] == first
+
+
+def test_no_cpu_line_starts_on_slots_even_outside_an_idle_cgroup() -> None:
+    """`cpu_pressure: null` says the owner's CPU never makes pilots give way: holding starts back
+    for it would be a rule the config does not have."""
+    assert starts_while_busy(pilots_idle=False, cpu_pressure=None) == [0.0, 10.0, 20.0]
+
+
+def test_the_reserve_still_caps_pilots_on_slots() -> None:
+    """`reserve` is the admin's CPUs never given to pilots, whatever the owner does: 4 CPUs,
+    reserve 2, 1-CPU pilots: two start."""
+    assert starts_while_busy(reserve=2.0) == [0.0, 10.0]
+
+
+def test_a_pilot_frozen_for_the_keyboard_thaws_next_to_a_busy_owner() -> None:
+    """Thawing fits on the same slots as starting: the owner leaving the keyboard brings the
+    pilots back while its programs still use every CPU."""
+    idle = segments([(100, 3600.0, 0), (40, 0.0, 0), (1000, 3600.0, 0)])
+    sim = ladder(
+        owner=segments([(90, 0.0, 0), (1000, 4.0, 0)]),
+        owner_idle=lambda t: idle(t)[0],
+        active_within=60.0,
+        grace_kill=20.0,
+    )
+    sim.run(90)
+    steps = sim.run(200)
+    assert [t - T0_MONOTONIC for t, _ in actions(steps, "thaw")] == [140.0] * 3
 
 
 def test_the_same_owner_under_usage_stops_them() -> None:

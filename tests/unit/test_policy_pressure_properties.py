@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from planctond.config.model import Config, GiveWayMode
-from planctond.policy.model import OWNER_REASONS, PilotPhase, PilotView, Reason
+from planctond.policy.model import OWNER_REASONS, Decision, PilotPhase, PilotView, Reason
 from planctond.policy.shortage import owner_shortage
 from planctond.policy.state import PolicyState
 from tests.support.policy_sim import Step, segments
@@ -226,6 +226,26 @@ def test_cpu_use_alone_never_costs_a_pilot(sc: Scenario, per_cgroup: bool, cpu_l
         assert not d.freeze and not d.thaw, step.now
         assert not any(a.reason in OWNER_REASONS for a in d.stop), step.now
         assert step.state.overload_since is None
+
+
+@FAST
+@given(pressure_scenarios(max_ticks=100))
+def test_idle_pilots_are_decided_without_the_owners_cpu_use(sc: PressureScenario) -> None:
+    """With pilots idle to the scheduler, nothing of a decision depends on how much CPU the
+    owner uses: the same trace with the owner's CPU at zero gives the same actions, at the same
+    times, for every stall, memory and keyboard trace."""
+    base = sc.base
+    no_cpu = replace(base, owner=tuple((d, 0.0, mem) for d, _cpu, mem in base.owner))
+    busy = replace(sc, pilots_idle=True).sim().run(base.seconds)
+    quiet = replace(sc, base=no_cpu, pilots_idle=True).sim().run(base.seconds)
+
+    def acts(steps: list[Step]) -> list[Decision]:  # the words name the owner's use; drop them
+        return [
+            replace(s.decision, notes=(), start=tuple(replace(a, why="") for a in s.decision.start))
+            for s in steps
+        ]
+
+    assert acts(busy) == acts(quiet)
 
 
 @FAST

@@ -7,8 +7,11 @@ the cause is obvious, rather than in a trace.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from planctond.config.model import GiveWayMode
 from planctond.policy.accounting import oldest_first, spare_cpus, without, youngest_first
 from planctond.policy.backoff import Backoff
 from planctond.policy.giveway import (
@@ -312,6 +315,23 @@ def test_start_blockers_in_order_of_precedence(
     run_state: RunState, state: PolicyState, owner_short: bool, expected: str
 ) -> None:
     assert start_blocker(inp(run_state=run_state), state, owner_short) == expected
+
+
+@pytest.mark.parametrize("give_way", list(GiveWayMode))
+def test_no_start_on_a_reading_that_covers_no_time(give_way: GiveWayMode) -> None:
+    """The sensor's first reading after it began reads zeros, whatever the owner does; under
+    either rule the starts wait for the next one, and nothing else blocks them here."""
+    base = inp()
+    cfg = replace(base.config, owner=replace(base.config.owner, give_way=give_way))
+    unmeasured = replace(base, config=cfg, host=replace(base.host, cpu_measured=False))
+    assert start_blocker(unmeasured, PolicyState(), False) == (
+        "waiting for a first reading of the host's CPU"
+    )
+    assert start_blocker(replace(unmeasured, host=base.host), PolicyState(), False) == ""
+    # the owner's needs and the admin's word come first
+    assert start_blocker(unmeasured, PolicyState(), True) == "the owner needs the host"
+    draining = replace(unmeasured, run_state=RunState.DRAINING)
+    assert start_blocker(draining, PolicyState(), False) == "draining"
 
 
 def test_start_room_counts_stopping_and_in_flight_but_not_frozen_nor_leftovers() -> None:

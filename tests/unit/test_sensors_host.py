@@ -141,16 +141,18 @@ def test_short_intervals_are_flagged_and_not_averaged(fake: FakeHost) -> None:
     snap = s.sample()
     assert s.warming_up
     assert (snap.host_cpu, snap.pilots_cpu) == (0.0, 0.0)  # nothing trusted yet
+    assert not snap.cpu_measured  # ... and the policy is told so
     assert snap.variables["owner_cpu_1m"] == snap.owner_cpu  # no data yet -> current value
     fake.advance(9.99, user=1.0, pilots=0.5)
     snap = s.sample()  # the baseline stayed: this covers the whole 10 s
-    assert not s.warming_up and s.last_interval == pytest.approx(10.0)
+    assert not s.warming_up and s.last_interval == pytest.approx(10.0) and snap.cpu_measured
     assert snap.host_cpu == pytest.approx((0.02 + 9.99) / 10.0, abs=0.01)
     assert snap.variables["owner_cpu_1m"] == pytest.approx(snap.owner_cpu)
     good = (snap.host_cpu, snap.pilots_cpu)
     fake.advance(0.0, user=1.0)
     snap = s.sample()  # a zero interval: the last good reading, not a division by zero
     assert s.warming_up and (snap.host_cpu, snap.pilots_cpu) == good
+    assert snap.cpu_measured  # a short interval after a good one repeats the good figures
     assert snap.variables["owner_cpu_1m"] == pytest.approx(good[0] - good[1])
 
 
