@@ -187,7 +187,7 @@ def run_segment(run: Run, spec: contenders.Spec, rnd: int) -> Segment:
             str(samples),
             run.owner.usage_file,
             repr(run.owner.usage_scale),
-            run.owner.pressure_file or "-",
+            run.owner.sampler_stall,
             parent,
             run.bench.driver,
         ],
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             load_after=_load(),
             engine=engine.description,
             owner_counter=owner.how,
-            owner_stall=owner.pressure_file is not None,
+            owner_stall=owner.stall_source,
             duration_s=time.monotonic() - began,
             kmsg=kmsg.available,
         )

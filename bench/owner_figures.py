@@ -12,7 +12,11 @@ Definitions (RESULTS.md's Method says the same in words):
   spawned, the owner's processes use at least half a core's worth; from the end of that window
   to the end of the first window in which the owner has 90 % of the CPU it wants (see
   `owner_has_it`). 0 when the owner has it at once; None when it never does before the step
-  ends.
+  ends. The owner's CPU stall it uses is PSI's `some` for the owner's cgroup where the host
+  has it; on hosts without per-cgroup PSI (cgroup v1 without a v2 tree beside it, or psi=0) it
+  is the owner's tasks' summed run-queue wait from /proc/<tid>/schedstat (owner_host.RunDelay,
+  each wait placed within one 5-ms reading of where it ended), which is at least PSI's `some`,
+  so the "hardly waited" test is stricter there, never laxer.
 - memory freed: the pilots' memory when a hog starts, and the time until it is below 10 % of
   that (None: it never was before the hog's step ended).
 - pilots stopped and CPU-seconds lost: pilots that were alive during the trace and gone before

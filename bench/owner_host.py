@@ -5,6 +5,8 @@
   owner: on cgroup v1 a cpuacct hierarchy mounted apart from cpu, and the v2 tree a hybrid host
   mounts beside its controllers (no controller there). Only on a pure v2 host does the owner
   become a cpu group of its own, as a desktop user's session already is there (`user.slice`).
+- `RunDelay`: the owner's CPU stall where its cgroup has no PSI, from its tasks' run-queue
+  waits (/proc/<tid>/schedstat).
 - /proc readers: idle CPU-seconds, MemAvailable, the swap and OOM counters, the kernel log's OOM
   kills (who was killed, and from which memory cgroup).
 - `Ballast`: hugepages that take memory away from everyone at once, so that a host with a lot
@@ -31,6 +33,7 @@ USER_HZ = os.sysconf("SC_CLK_TCK")
 HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
 BALLAST_MARKER = Path("/run/planctond-bench-owner-ballast.json")
 VMSTAT_KEYS = ("pswpin", "pswpout", "oom_kill")
+TASKS_PREFIX = "tasks:"  # the sampler's OWNER_STALL for a tasks file rather than a PSI file
 OOM_LINE = re.compile(
     r"oom-kill:.*?task_memcg=(?P<memcg>[^,]*),task=(?P<task>[^,]*),pid=(?P<pid>\d+)"
 )
@@ -39,20 +42,39 @@ OOM_LINE = re.compile(
 # --- the owner's CPU counter ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class OwnerCgroup:
-    """Where the owner's workloads are counted: CPU (`usage_file`) and, where the host has the
-    v2 tree, their CPU stalls (`pressure_file`: PSI, the time some owner task was runnable but
-    not running). The stalls tell an owner that waits for the CPU from one that does not want
-    more of it yet (a tool still starting), which CPU use alone cannot."""
+    """Where the owner's workloads are counted: CPU (`usage_file`) and their CPU stalls. The
+    stalls tell an owner that waits for the CPU from one that does not want more of it yet (a
+    tool still starting), which CPU use alone cannot. Where the host has the v2 tree with PSI,
+    the stall is PSI's `some` (`pressure_file`: the time at least one owner task was runnable
+    but not running); elsewhere it is the owner's tasks' (`tasks_file`) run-queue waits summed
+    (`RunDelay`), which is never less than that."""
 
     dirs: tuple[str, ...]  # every cgroup directory the owner's processes are put in
     usage_file: str
     usage_scale: float  # seconds per unit of usage_file
     pressure_file: str | None
     how: str  # for the report
+    # The owner's threads, one per line (None: this kernel keeps no /proc/<tid>/schedstat).
+    tasks_file: str | None = None
 
     @property
     def procs_files(self) -> tuple[str, ...]:
         return tuple(os.path.join(d, "cgroup.procs") for d in self.dirs)
+
+    @property
+    def stall_source(self) -> str | None:
+        """Where the owner's CPU stall comes from, for the report: "psi", "schedstat" or
+        None (not measured)."""
+        if self.pressure_file is not None:
+            return "psi"
+        return "schedstat" if self.tasks_file is not None else None
+
+    @property
+    def sampler_stall(self) -> str:
+        """The sampler's OWNER_STALL argument (bench/owner_sampler.py)."""
+        if self.pressure_file is not None:
+            return self.pressure_file
+        return "-" if self.tasks_file is None else TASKS_PREFIX + self.tasks_file
 
     @classmethod
     def create(cls, layout: CgroupLayout, name: str) -> OwnerCgroup:
@@ -60,9 +82,11 @@ class OwnerCgroup:
         v2_dir = None if v2 is None else os.path.join(v2, name)
         acct, cpu = layout.mount("cpuacct"), layout.mount("cpu")
         dirs: list[str] = []
+        tasks = "cgroup.threads"  # v2: every thread of the cgroup's processes
         if layout.version == 1 and acct and cpu and os.path.realpath(acct) != os.path.realpath(cpu):
             dirs.append(os.path.join(acct, name))
             usage, scale = os.path.join(dirs[0], "cpuacct.usage"), 1e-9
+            tasks = "tasks"
             how = "a cpuacct cgroup (cgroup v1, mounted apart from cpu: no effect on scheduling)"
         elif v2_dir is not None:
             usage, scale = os.path.join(v2_dir, "cpu.stat"), 1e-6
@@ -83,7 +107,8 @@ class OwnerCgroup:
             os.makedirs(d, exist_ok=True)
         if pressure is not None and read_stall(pressure, 1e-6) is None:
             pressure = None  # a kernel without PSI (or psi=0)
-        return cls(tuple(dirs), usage, scale, pressure, how)
+        tasks_file = os.path.join(dirs[0], tasks) if has_schedstat() else None
+        return cls(tuple(dirs), usage, scale, pressure, how, tasks_file)
 
     def seconds(self) -> float:
         return read_usage(self.usage_file, self.usage_scale)
@@ -127,6 +152,106 @@ def read_stall(path: str, scale: float) -> float | None:
     except OSError:
         return None
     return None if value is None else value * scale
+
+
+def parse_run_delay(text: str) -> int:
+    """/proc/<tid>/schedstat's second field: nanoseconds the task spent runnable on a run
+    queue, waiting for a CPU."""
+    return int(text.split()[1])
+
+
+def has_schedstat() -> bool:
+    """A kernel without CONFIG_SCHED_INFO has no /proc/<tid>/schedstat."""
+    try:
+        with open("/proc/self/schedstat", encoding="ascii") as f:
+            parse_run_delay(f.read())
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def read_run_delays(tasks_file: str) -> dict[int, int] | None:
+    """{tid: run_delay ns} of the tasks a cgroup's `tasks` (v1) or `cgroup.threads` (v2) file
+    lists; None when that file cannot be read. A task that ends between the listing and its
+    own read is left out: what it waited until the previous reading is already counted."""
+    try:
+        with open(tasks_file, "rb") as f:
+            tids = f.read().split()
+    except OSError:
+        return None
+    out: dict[int, int] = {}
+    for word in tids:
+        tid = int(word)
+        try:
+            with open(f"/proc/{tid}/schedstat", "rb") as f:
+                out[tid] = int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+class RunDelay:
+    """The owner's CPU stall where its cgroup has no PSI: the growth of each of its tasks'
+    run-queue wait (`run_delay`), fed one {tid: run_delay ns} reading at a time.
+
+    Why a sum over tasks stands in for PSI's `some` (the time at least one task waited): over
+    the same time it is never less, so "the owner hardly waited" holds under it only if it held
+    under PSI; two tasks waiting at once count twice, which makes that test stricter, never
+    laxer. The kernel adds a wait to run_delay only when it ends (the task gets a CPU), so
+    `backdated` puts each wait back before the reading that saw it.
+
+    Per tid it keeps the last run_delay: a tid seen before adds its growth; a tid first seen
+    adds all of it, since it started (or joined the cgroup) since the previous reading. The
+    kernel zeroes run_delay at fork, so a task forked inside the owner's cgroup brings only
+    its own waits; one moved in from outside (the wrapper shell that puts itself there right
+    after its fork) brings the waits of its few moments outside, which are negligible. A tid
+    no longer listed is forgotten: its waits until the previous reading are already counted.
+    A run_delay below the one remembered is a new task that reuses the tid, and counts as new.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[int, int] = {}
+        self.total_ns = 0  # cumulative, every wait counted at the reading that saw it
+
+    def update(self, delays: dict[int, int]) -> list[int]:
+        """Feed one reading; returns the waits (ns, one per task that waited) it adds."""
+        waits = []
+        for tid, ns in delays.items():
+            before = self._last.get(tid)
+            wait = ns if before is None or ns < before else ns - before
+            if wait > 0:
+                waits.append(wait)
+        self._last = dict(delays)
+        self.total_ns += sum(waits)
+        return waits
+
+
+def backdated(times: list[float], waits: list[list[float]]) -> list[float]:
+    """The cumulative stall (s) at each reading time, each wait (s) that reading i saw placed
+    on [times[i] - wait, times[i]].
+
+    Why: run_delay grows only when a wait ends, so a task that waits through a whole 10-ms
+    window shows no stall there until the window after; counted where it was seen, the stall
+    would be laxer than PSI's in the very windows where the owner waited longest (a 2-core VM
+    at HZ=250 showed owner and rival alternating in 4-8 ms turns). A wait seen at reading i
+    ended after reading i - 1, so this places it at most one reading period late, never
+    early."""
+    n = len(times)
+    out = [0.0] * n
+    seen = [0.0] * n
+    for i, (t, ws) in enumerate(zip(times, waits, strict=True)):
+        for d in ws:
+            seen[i] += d
+            start = t - d
+            j = i - 1
+            while j >= 0 and times[j] > start:
+                out[j] += times[j] - start
+                j -= 1
+    total = 0.0
+    for i in range(n):
+        total += seen[i]
+        out[i] += total
+    return out
 
 
 def read_usage(path: str, scale: float) -> float:

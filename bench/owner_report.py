@@ -48,7 +48,7 @@ class Machine:
     load_after: str
     engine: str
     owner_counter: str
-    owner_stall: bool  # the owner's CPU stall (PSI) could be read
+    owner_stall: str | None  # where the owner's CPU stall came from: "psi", "schedstat", None
     duration_s: float
     kmsg: bool
 
@@ -62,6 +62,32 @@ class Params:
     hold_bytes: int
     lead_max: float
     command: str
+
+
+def stall_wording(source: str | None) -> tuple[str, str]:
+    """How the owner's CPU stall was measured, and what that does to the time to 90 %: the
+    Method's parenthesis and its note. A host without PSI for the owner's cgroup gets a
+    stricter stall (or none), and a reader comparing runs across hosts must be told."""
+    others = (
+        "Other tenants of a shared host delay the owner alike with or without pilots, so "
+        "their waits are not counted against the pilots by the first test."
+    )
+    if source == "psi":
+        return "PSI `some` of its cgroup: the time at least one of them waited", others
+    if source == "schedstat":
+        return (
+            "their run-queue waits summed: `run_delay` of /proc/<tid>/schedstat",
+            "This host has no PSI for the owner's cgroup; its tasks' summed waits are at "
+            "least PSI's `some` (two tasks waiting at once count twice), so the second test is "
+            "stricter here than with PSI, never laxer. The kernel adds a wait when it ends; "
+            "the sampler places it back before the reading that saw it end, at most one "
+            f"reading (5 ms) late. {others}",
+        )
+    return (
+        "not measured on this host",
+        "This host has neither PSI for the owner's cgroup nor /proc/<tid>/schedstat: only the "
+        "first test is used, which also counts a tool still starting against the pilots.",
+    )
 
 
 def _x(v: float) -> str:
@@ -186,13 +212,7 @@ def render(
     notes: list[str],
 ) -> str:
     names = [s.name for s in specs if s.name in summaries]
-    stall_note = (
-        "Other tenants of a shared host delay the owner alike with or without pilots, so "
-        "their waits are not counted against the pilots by the first test."
-        if m.owner_stall
-        else "This host has no PSI for the owner's cgroup: only the first test is used, which "
-        "also counts a tool still starting against the pilots."
-    )
+    stall_how, stall_note = stall_wording(m.owner_stall)
     base = summaries.get(BASELINE)
     idle = statistics.median(base.idle_s) if base and base.idle_s else math.nan
     out = [SECTION, ""]
@@ -332,7 +352,7 @@ def render(
         "worth; from that window's end to the end of the first window in which the owner has "
         f"{SHARE * 100:.0f} % of the CPU it wants: the pilots use under "
         f"{100 - SHARE * 100:.0f} % of what the owner and they use together, or the owner's "
-        f"tasks waited for a CPU (PSI `some` of its cgroup) under {100 - SHARE * 100:.0f} % of "
+        f"tasks waited for a CPU ({stall_how}) under {100 - SHARE * 100:.0f} % of "
         "the window (it wanted no more: a tool still starting leaves cores free without being "
         f"denied anything). 0: at once. {stall_note} A burst that never gets there counts as "
         "infinite in the percentiles.",

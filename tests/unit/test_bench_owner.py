@@ -5,7 +5,10 @@ runs the whole benchmark for real, in under 3 minutes."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -309,6 +312,42 @@ def test_psi_totals_are_read() -> None:
     assert host.parse_stall("full avg10=0 total=7\n") is None
 
 
+def test_run_queue_waits_add_up_across_tasks_that_come_and_go() -> None:
+    assert host.parse_run_delay("195153119 9069474 351\n") == 9069474
+    delays = host.RunDelay()
+    assert delays.update({}) == [] and delays.total_ns == 0
+    assert delays.update({10: 1000, 11: 500}) == [1000, 500]  # first seen: all of it
+    assert delays.update({10: 1300, 11: 500}) == [300]  # growth only
+    # 11 ended (its waits stay counted), 12 started since the last reading.
+    assert delays.update({10: 1400, 12: 200}) == [100, 200]
+    # 11 comes back as a new task reusing the tid: counted whole, not subtracted.
+    assert delays.update({10: 1400, 11: 300, 12: 200}) == [300]
+    # 12 is reused with a smaller run_delay than remembered: a new task, counted whole.
+    assert delays.update({10: 1400, 11: 300, 12: 50}) == [50]
+    assert delays.total_ns == 2450
+
+
+def test_a_wait_is_placed_before_the_reading_that_saw_it_end() -> None:
+    times = [0.0, 0.005, 0.010, 0.015, 0.020]
+    # A 12-ms wait seen at 0.020 began at 0.008; a 1-ms one seen at 0.005.
+    placed = host.backdated(times, [[], [0.001], [], [], [0.012]])
+    assert placed == pytest.approx([0.0, 0.001, 0.003, 0.008, 0.013])
+    # Two tasks' waits add up; one older than every reading fills them all.
+    placed = host.backdated(times[:3], [[], [], [0.003, 0.030]])
+    assert placed == pytest.approx([0.020, 0.025, 0.033])
+    assert host.backdated([], []) == []
+
+
+def test_the_stall_source_follows_what_the_host_has() -> None:
+    base = ("/cg/o/cpuacct.usage", 1e-9)
+    psi = host.OwnerCgroup(("/cg/o",), *base, "/u/o/cpu.pressure", "x", "/cg/o/tasks")
+    assert (psi.stall_source, psi.sampler_stall) == ("psi", "/u/o/cpu.pressure")
+    sched = host.OwnerCgroup(("/cg/o",), *base, None, "x", "/cg/o/tasks")
+    assert (sched.stall_source, sched.sampler_stall) == ("schedstat", "tasks:/cg/o/tasks")
+    none = host.OwnerCgroup(("/cg/o",), *base, None, "x", None)
+    assert (none.stall_source, none.sampler_stall) == (None, "-")
+
+
 def test_counters_are_read_between_readings() -> None:
     fast = [Fast(1.0, 0.0, 10.0), Fast(2.0, 1.0, 12.0)]
     assert fig.counter_at(fast, 1.5, "pilots") == pytest.approx(11.0)
@@ -396,13 +435,22 @@ def test_samples_parse() -> None:
     assert slow[1].pilots == {} and slow[1].memory == 0
 
 
-def test_the_sampler_reads_until_told_to_stop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stall", ["-", "tasks"])
+def test_the_sampler_reads_until_told_to_stop(stall: str, tmp_path: Path) -> None:
     usage = tmp_path / "cpu.stat"
     usage.write_text("usage_usec 1500000\nuser_usec 1\n")
     out = tmp_path / "samples.txt"
+    if stall == "tasks":  # this test's own process and one that is gone stand for the owner
+        if not host.has_schedstat():
+            pytest.skip("no /proc/<tid>/schedstat on this kernel")
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        tasks = tmp_path / "tasks"
+        tasks.write_text(f"{os.getpid()}\n{gone.pid}\n")
+        stall = f"tasks:{tasks}"
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "bench.owner_sampler", str(out), str(usage), "1e-06", "-"),
+            *(sys.executable, "-m", "bench.owner_sampler", str(out), str(usage), "1e-06", stall),
             *("/planctond-owner-bench-test-none", "cgroupfs"),
         ],
         cwd=REPO,
@@ -419,6 +467,11 @@ def test_the_sampler_reads_until_told_to_stop(tmp_path: Path) -> None:
     assert len(fast) >= 10 and slow
     assert {f.owner for f in fast} == {1.5} and {f.pilots for f in fast} == {0.0}
     assert slow[0].pilots == {}
+    stalls = [f.stall for f in fast]
+    if stall == "-":
+        assert all(math.isnan(x) for x in stalls)
+    else:  # cumulative seconds, never going back
+        assert all(0.0 <= a <= b for a, b in itertools.pairwise(stalls))
 
 
 # --- contenders ---------------------------------------------------------------------------------
@@ -486,7 +539,7 @@ def test_the_report_says_where_planctond_loses_and_which_aims_it_meets() -> None
     assert untested[2] == "not tested (no ballast)"
     machine = report.Machine(
         "2026-01-01", "cpu", 2, 2**34, 2**31, 0, "k", "cgroup v1", "20", "3.11", "s", "c",
-        "0 0 0", "1 1 1", "e", "a counter", True, 60.0, True,
+        "0 0 0", "1 1 1", "e", "a counter", "psi", 60.0, True,
     )  # fmt: skip
     params = report.Params(1, 0.3, True, 2**29, 2**27, 5.0, "make bench-owner-short")
     specs = [contenders.BY_NAME[n] for n in ("none", "docker", "planctond")]
@@ -495,6 +548,16 @@ def test_the_report_says_where_planctond_loses_and_which_aims_it_meets() -> None
     assert "**Short mode**" in text and "![p.png](p.png)" in text and "- a note" in text
     assert "**planctond**: `docker` harvests more" in text
     assert "| docker | 0 ms | never (some bursts) | 1 of 2 |" in text
+    assert "(PSI `some` of its cgroup: the time at least one of them waited)" in text
+    no_psi = report.render(
+        dataclasses.replace(machine, owner_stall="schedstat"),
+        *(params, tr.default_trace(), specs, sums, [], []),
+    )
+    assert "waited for a CPU (their run-queue waits summed: `run_delay` of /proc/<tid>/" in no_psi
+    assert "the second test is stricter here than with PSI, never laxer" in no_psi
+    assert "PSI `some` of its cgroup" not in no_psi
+    unmeasured = report.stall_wording(None)
+    assert "only the first test is used" in unmeasured[1]
 
 
 def test_plots_are_written(tmp_path: Path) -> None:
