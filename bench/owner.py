@@ -54,7 +54,10 @@ from planctond.config.units import parse_size
 from planctond.sensors.cgroups import CgroupLayout, PilotCgroups
 
 HOG_FRACTION = 0.80  # of the host's available memory (after the ballast)
-HOLD_FRACTION = 0.25  # per pilot, of the same
+# Per pilot, of the same: with a pilot per core on 2 cores they hold 40 %, and an owner's
+# cache-sized buffers (stress-ng --cache takes the L3 it reads, 480 MiB on a large server) still
+# leave reserve_memory free; the hog's 80 % then cannot fit beside them.
+HOLD_FRACTION = 0.20
 # Seconds a contender gets to bring its pilots up before the trace starts (short mode: 5): on a
 # busy host pilots under an idle cgroup may not get the CPU to start at all.
 LEAD_MAX = 15.0

@@ -85,30 +85,36 @@ CONTENDERS: tuple[Spec, ...] = (
         "Plancton 0.6's rule (bench/owner_plancton06.py): main_sleep 30 s, grace_kill 120 s, "
         "grace_spawn 60 s, 1-CPU quota per pilot, max_docks ncpus",
     ),
-    Spec("planctond", "planctond", "planctond with its defaults"),
     Spec(
-        "planctond-harvest",
         "planctond",
-        "planctond tuned for harvest: `max_pilots: ncpus`, `give_way: pressure`, `reserve: 0`",
+        "planctond",
+        "planctond with its defaults (`give_way: pressure`, `reserve: 0`, `max_pilots: ncpus`)",
+    ),
+    Spec(
+        "planctond-usage",
+        "planctond",
+        "planctond with the defaults it had before this benchmark: `give_way: usage` (Plancton's "
+        "rule), `reserve: 0.5`, `max_pilots: max(1, ncpus - 2)`",
         overlay={
-            "owner": {"give_way": "pressure", "reserve": 0},
-            "pools": {"default": {"max_pilots": "ncpus"}},
+            "owner": {"give_way": "usage", "reserve": 0.5},
+            "pools": {"default": {"max_pilots": "max(1, ncpus - 2)"}},
         },
     ),
     Spec(
         "planctond-owner",
         "planctond",
-        "planctond tuned for the owner: `tick: 1s`, `grace_kill: 2s`, `freeze: 5s`, "
-        "`grace_spawn: 15s`, `reserve_memory: 1G`, `max_pilots: ncpus` (give_way: usage)",
+        "planctond tuned for the owner: `give_way: usage`, `reserve: 0.5`, `tick: 1s`, "
+        "`grace_kill: 2s`, `freeze: 5s`, `grace_spawn: 15s`, `reserve_memory: 1G`",
         overlay={
             "tick": "1s",
             "owner": {
+                "give_way": "usage",
+                "reserve": 0.5,
                 "grace_kill": "2s",
                 "freeze": "5s",
                 "grace_spawn": "15s",
                 "reserve_memory": "1G",
             },
-            "pools": {"default": {"max_pilots": "ncpus"}},
         },
     ),
 )

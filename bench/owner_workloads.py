@@ -35,6 +35,7 @@ STOP_WAIT = 15.0  # seconds a tool has to report after SIGINT
 # Process-per-core counts of the build-like mix: fork churn, compute, memory copies (a make -j
 # three times the cores, the way builds oversubscribe).
 MIX = ("fork", "cpu", "memcpy")
+STREAM_L3 = "32M"  # the L3 size stress-ng's stream is told (see stress_argv)
 # Enter the cgroups whose cgroup.procs files $0 lists, then become the tool (same pid, so
 # signals reach it).
 ENTER = 'for f in $0; do echo $$ > "$f" || exit 1; done; exec "$@"'
@@ -54,7 +55,13 @@ def stress_argv(
         per = max(4096, hog_bytes // ncpus)
         # --oomable: an owner the OOM killer took stays dead (stress-ng would respawn it).
         stressors = ["--vm", n, "--vm-bytes", str(per), "--vm-keep", "--oomable"]
-    elif step.workload in ("matrix", "cache", "stream", "cpu"):
+    elif step.workload == "stream":
+        # stress-ng sizes its arrays from the L3 the CPU reports (4x it, three arrays a worker):
+        # a VM on a large server reads a socket's 480 MiB and the arrays outgrow a small host,
+        # or take longer to fill than the step lasts. A fixed size keeps the owner's working
+        # set the same on every host: about 200 MiB a worker, beyond any one core's cache share.
+        stressors = ["--stream", n, "--stream-l3-size", STREAM_L3]
+    elif step.workload in ("matrix", "cache", "cpu"):
         stressors = [f"--{step.workload}", n]
     else:
         raise ValueError(f"no stress-ng workload for {step.kind} {step.workload}")

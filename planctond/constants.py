@@ -56,19 +56,22 @@ SERVICE_USER: Final = "plancton"
 # --- defaults of the public config schema (seconds, bytes, CPUs) -------------------------------
 DEFAULT_TICK: Final = 10.0
 DEFAULT_CONFIG_CHECK: Final = 60.0
-DEFAULT_OWNER_RESERVE: Final = 0.5
+# No CPU kept back by default: pilots are idle to the scheduler, which hands the owner a CPU the
+# instant it wants one (the benchmark of issue 12: bench/RESULTS.md). An admin who wants cores
+# never lent (heat, noise, a guaranteed share for services) sets it.
+DEFAULT_OWNER_RESERVE: Final = 0.0
 DEFAULT_OWNER_MARGIN: Final = 0.25
 DEFAULT_GRACE_KILL: Final = 120.0
 DEFAULT_GRACE_SPAWN: Final = 60.0
 DEFAULT_FREEZE: Final = 30.0
 DEFAULT_RESERVE_MEMORY: Final = 512 * 1024 * 1024
 # owner.give_way: what makes pilots give way. "usage": the owner's CPU use leaves too little for
-# the pilots' entitled CPUs (Plancton's rule, kept the default until the benchmark of issue 12
-# picks one); "pressure": the owner's stalls (PSI) over the lines below, because under the idle
-# parent cgroup the owner's CPU use costs the owner nothing.
+# the pilots' entitled CPUs (Plancton's rule); "pressure", the default: the owner's stalls (PSI)
+# over the lines below, because under the idle parent cgroup the owner's CPU use costs the owner
+# nothing. Chosen by the benchmark of issue 12 (bench/RESULTS.md, "The shipped default").
 GIVE_WAY_USAGE: Final = "usage"
 GIVE_WAY_PRESSURE: Final = "pressure"
-DEFAULT_GIVE_WAY: Final = GIVE_WAY_USAGE
+DEFAULT_GIVE_WAY: Final = GIVE_WAY_PRESSURE
 # The pressure lines, percent of the last 10 s (PSI avg10) in which the owner stalled: CPU from
 # the owner's "full" line (every owner task waiting: the CPU went to someone else), memory and
 # io from "some" (one stalled owner task is already a cost). Starting points for the benchmark.
@@ -83,8 +86,9 @@ DEFAULT_IMAGE: Final = "busybox:latest"
 DEFAULT_COMMAND: Final = ("sleep", "60")
 DEFAULT_CPUS: Final = 1.0
 DEFAULT_MEMORY: Final = 2 * 1000 * 1000 * 1000
-# At least one pilot, so the built-in dummy pilots really start on a 2-core host.
-DEFAULT_MAX_PILOTS: Final = "max(1, ncpus - 2)"
+# A pilot per CPU: the idle cgroup, not a core left empty (Plancton's `ncpus - 2`), keeps them out
+# of the owner's way; under `give_way: usage` the owner's use still caps them.
+DEFAULT_MAX_PILOTS: Final = "ncpus"
 DEFAULT_RUN_WHEN: Final = "true"
 DEFAULT_PER_TICK: Final = 4
 DEFAULT_TTL: Final = 12 * 3600.0
@@ -114,6 +118,9 @@ MAX_CPUS: Final = 1024.0  # per pilot, and for the owner's reserve and margin
 MAX_SIZE: Final = 1024**5  # 1 PiB: memory, swap, reserve_memory, log size
 MAX_DURATION: Final = 10 * 365 * 86400.0  # ten years: "practically never" with room to spare
 MIN_INTERVAL: Final = 0.1  # tick and config_check: a daemon waking every ms spends the owner's CPU
+# The shortest interval the host's CPU figures are read over: /proc/stat's jiffies (10 ms per
+# CPU) are too coarse below it (one jiffy in 5 ms reads as 2 CPUs).
+CPU_MIN_INTERVAL: Final = 0.25
 MAX_PER_TICK: Final = 1000
 MAX_PRESSURE: Final = 100.0  # PSI lines are percentages of time
 MAX_PIDS_LIMIT: Final = 4 * 1024 * 1024  # the kernel's PID_MAX_LIMIT on 64-bit hosts

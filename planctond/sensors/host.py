@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
+from planctond import constants as C
 from planctond.config.variables import OWNER_CPU_WINDOWS
 from planctond.policy.model import HostSnapshot
 from planctond.sensors.averages import RollingMeans
@@ -38,7 +39,7 @@ from planctond.sensors.pressure import read_pressure
 # (one jiffy in 5 ms reads as 2 CPUs): such a sample repeats the last good reading (0 before the
 # first), is flagged as warming up, stays out of the averages and keeps the old baseline, so the
 # next sample covers the whole interval.
-MIN_INTERVAL = 0.25
+MIN_INTERVAL = C.CPU_MIN_INTERVAL
 # Totals that change only when an admin adds swap or a battery: re-read this often, not per tick.
 SLOW_REFRESH = 60.0
 

@@ -104,10 +104,20 @@ class Ticker:
             if ctx.clock.monotonic() >= next_full or ctx.full_wanted:
                 ctx.full_wanted = False
                 await self._full_tick_beating()
-                next_full = ctx.clock.monotonic() + ctx.config.tick
+                next_full = ctx.clock.monotonic() + self._next_full_in()
                 self._after_tick()
             elif kicked and ctx.docker_ok and ctx.host is not None:
                 self.decide_and_apply(ctx.host)
+
+    def _next_full_in(self) -> float:
+        """Seconds to the next full tick. A reading that covered no time yet (the sensor began
+        a moment ago) started nothing: the next comes as soon as the host's CPU can be read,
+        not a whole `tick` later, so a daemon starting or reconnecting to Docker is not idle
+        for it."""
+        host, tick = self._ctx.host, self._ctx.config.tick
+        if host is not None and not host.cpu_measured:
+            return min(tick, 2 * C.CPU_MIN_INTERVAL)
+        return tick
 
     def _after_tick(self) -> None:
         report = self._status()

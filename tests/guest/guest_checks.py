@@ -28,7 +28,7 @@ from tests.guest import guest_lib as g
 CONFIG = """\
 tick: 1s
 config_check: 5s
-owner: {reserve: 0, grace_kill: 3s, freeze: 40s, grace_spawn: 5s}
+owner: {reserve: 0, grace_kill: 3s, freeze: 40s, grace_spawn: 5s, give_way: usage}
 pools:
   spin:
     image: busybox:latest

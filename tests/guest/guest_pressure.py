@@ -18,9 +18,10 @@ from tests.guest.guest_checks import CONFIG, PILOTS, Run
 from tests.guest.guest_ladder import agreed_frozen, owner_at_least
 
 CONFIG_FILE = Path("/etc/plancton/config.yaml")
-OWNER_LINE = "owner: {reserve: 0, grace_kill: 3s, freeze: 40s, grace_spawn: 5s}"
-# The shipped lines (10 % CPU full, 25 % io some); only the rule changes.
-PRESSURE_CONFIG = CONFIG.replace(OWNER_LINE, OWNER_LINE[:-1] + ", give_way: pressure}")
+# The ladder's phases pin `usage` (their owner is CPU use); this one switches to the shipped
+# rule with the shipped lines (10 % CPU full, 25 % io some): only the rule changes.
+USAGE = "give_way: usage}"
+PRESSURE_CONFIG = CONFIG.replace(USAGE, "give_way: pressure}")
 # How long a CPU owner must leave the pilots alone: five times grace_kill, a few avg10 updates.
 CPU_OWNER_SECONDS = 15
 # The I/O owner: direct writes to a disk the owner's unit may write at 256 KiB/s only (io.max,

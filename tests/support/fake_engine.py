@@ -347,6 +347,11 @@ class FakeHost:
     pilots_total: float = 0.0
     _counted_at: float | None = None
     _last_sample: tuple[float, float] | None = None  # (time, counter) of the last sample
+    # The first sample after each attach covers no time, as the real sensor's (cpu_measured
+    # False, zeros): set by a test about the daemon's first moments.
+    unmeasured_first: bool = False
+    _fresh: bool = False
+    sampled_at: list[float] = field(default_factory=list)  # the loop's time of every sample
 
     def _count(self) -> tuple[float, float]:
         now = asyncio.get_running_loop().time()
@@ -357,25 +362,29 @@ class FakeHost:
 
     def attach(self, info: EngineInfo, parent: str, owner_cgroup: str | None = None) -> str:
         self.attached.append((info, parent, owner_cgroup))
+        self._fresh = self.unmeasured_first
         return self.attach_problem
 
     def sample(self, extra: Mapping[str, float | bool]) -> HostSnapshot | None:
         if not self.attached:
             return None
         now, total = self._count()
+        self.sampled_at.append(now)
         since, at_since = self._last_sample or (now, total)
         self._last_sample = (now, total)
+        fresh, self._fresh = self._fresh, False
         return HostSnapshot(
             monotonic=now,
             wall=EPOCH + now,
             ncpus=self.ncpus,
-            host_cpu=self.owner_cpu + self.pilots_load(),
-            pilots_cpu=self.pilots_load(),
+            host_cpu=0.0 if fresh else self.owner_cpu + self.pilots_load(),
+            pilots_cpu=0.0 if fresh else self.pilots_load(),
             mem_total=self.mem_total,
             mem_available=self.mem_available,
             variables={**self.variables, **dict(extra)},
             since=since,
             pilots_cpu_seconds_since=at_since,
+            cpu_measured=not fresh,
         )
 
     def pilot_cpu_seconds(self, cid: str) -> float | None:

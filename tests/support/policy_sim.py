@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from planctond.config.model import Config, OwnerConfig, PoolConfig
+from planctond.config.model import Config, GiveWayMode, OwnerConfig, PoolConfig
 from planctond.policy.decide import PolicyInput, PoolVerdict, decide
 from planctond.policy.memory import after_pilot_end
 from planctond.policy.model import (
@@ -71,6 +71,8 @@ def make_config(
     grace_spawn: float = 60.0,
     freeze: float = 30.0,
 ) -> Config:
+    """The `usage` rule, written out: the simulated owner is a CPU figure a test sets
+    (tests.unit.pressure_sim adds the stalls and the other rule)."""
     owner = OwnerConfig(
         reserve=reserve,
         margin=margin,
@@ -78,6 +80,7 @@ def make_config(
         grace_kill=grace_kill,
         grace_spawn=grace_spawn,
         freeze=freeze,
+        give_way=GiveWayMode.USAGE,
     )
     return Config(pools=pools or (PoolConfig(name="default"),), tick=tick, owner=owner)
 

@@ -29,7 +29,8 @@ from tests.support.virtual_time import VirtualClock, run_virtual
 P = ParamSpec("P")
 INSTANCE = "fa4e0000fa4e0000"
 
-# A small host and quick owner rules, so the ladder plays out in a few virtual minutes.
+# A small host and quick owner rules, so the ladder plays out in a few virtual minutes. The
+# `usage` rule: the fake host's owner is a CPU figure the tests set (no stalls, no idle cgroup).
 CONFIG = """
 tick: 10s
 config_check: 5s
@@ -40,6 +41,7 @@ owner:
   grace_kill: 30s
   grace_spawn: 20s
   freeze: 15s
+  give_way: usage
 pools:
   default:
     image: busybox:latest

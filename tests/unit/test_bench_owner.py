@@ -106,6 +106,8 @@ def test_the_half_load_mix_and_hog_command_lines() -> None:
     hog = wl.stress_argv(_step("hog", "vm"), 2, yaml_path="y", hog_bytes=3 * 2**30)
     assert hog[1:5] == ["--vm", "2", "--vm-bytes", str(3 * 2**30 // 2)]
     assert "--vm-keep" in hog and "--oomable" in hog
+    stream = wl.stress_argv(_step("burst", "stream"), 2, yaml_path="y", hog_bytes=0)
+    assert stream[1:5] == ["--stream", "2", "--stream-l3-size", "32M"]  # not the host's L3
 
 
 def test_cyclictest_runs_sched_other_one_thread_per_core() -> None:
@@ -501,9 +503,11 @@ def test_every_planctond_contender_is_a_config_planctond_accepts(name: str, tmp_
     assert dict(pool.labels)["planctond.bench.run"] == "r1"
     if name == "planctond":  # the defaults: nothing about the policy is set
         assert cfg.owner == type(cfg.owner)()
-        assert cfg.tick == 10.0 and pool.max_pilots == "max(1, ncpus - 2)"
-    if name == "planctond-harvest":
-        assert cfg.owner.give_way.value == "pressure" and pool.max_pilots == "ncpus"
+        assert cfg.tick == 10.0 and pool.max_pilots == "ncpus"
+        assert cfg.owner.give_way.value == "pressure"
+    if name == "planctond-usage":
+        assert cfg.owner.give_way.value == "usage" and pool.max_pilots == "max(1, ncpus - 2)"
+        assert cfg.owner.reserve == 0.5
 
 
 def test_overlays_merge_key_by_key() -> None:

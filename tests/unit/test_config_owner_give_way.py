@@ -66,14 +66,15 @@ def clean(problem: Problem) -> None:
 # --- the mode -----------------------------------------------------------------------------------
 
 
-def test_usage_stays_the_default() -> None:
-    assert C.DEFAULT_GIVE_WAY == C.GIVE_WAY_USAGE == "usage"
-    assert DEFAULT_GIVE_WAY is GiveWayMode.USAGE
-    assert OwnerConfig().give_way is GiveWayMode.USAGE
-    assert Config().owner.give_way is GiveWayMode.USAGE
+def test_pressure_is_the_default() -> None:
+    """Chosen from the owner-impact benchmark (bench/RESULTS.md, "The shipped default")."""
+    assert C.DEFAULT_GIVE_WAY == C.GIVE_WAY_PRESSURE == "pressure"
+    assert DEFAULT_GIVE_WAY is GiveWayMode.PRESSURE
+    assert OwnerConfig().give_way is GiveWayMode.PRESSURE
+    assert Config().owner.give_way is GiveWayMode.PRESSURE
     for text in ("", "owner:\n", "owner: {}\n", "owner:\n  reserve: 1\n"):
-        assert load(text).owner.give_way is GiveWayMode.USAGE, text
-    # The lines' defaults are there for `pressure`, and nothing is read at the keyboard.
+        assert load(text).owner.give_way is GiveWayMode.PRESSURE, text
+    # The lines' defaults, and nothing is read at the keyboard.
     owner = OwnerConfig()
     assert (owner.cpu_pressure, owner.memory_pressure, owner.io_pressure) == (
         C.DEFAULT_OWNER_CPU_PRESSURE,
@@ -82,10 +83,16 @@ def test_usage_stays_the_default() -> None:
     )
     assert owner.active_within == C.DEFAULT_ACTIVE_WITHIN == 0.0
     assert owner.variables == frozenset()
+    # ... with no CPU kept back and a pilot per CPU: the idle cgroup keeps them out of the way
+    assert owner.reserve == 0.0 and Config().pools[0].max_pilots == "ncpus"
 
 
-def test_give_way_usage_written_out_is_the_default() -> None:
-    assert load("owner:\n  give_way: usage\n") == load("")
+def test_give_way_pressure_written_out_is_the_default() -> None:
+    assert load("owner:\n  give_way: pressure\n") == load("")
+
+
+def test_usage_is_kept_for_who_asks() -> None:
+    assert load("owner:\n  give_way: usage\n").owner.give_way is GiveWayMode.USAGE
 
 
 def test_give_way_pressure_loads_with_its_lines() -> None:
@@ -198,10 +205,11 @@ def test_a_line_beside_usage_names_where_usage_was_chosen(key: str) -> None:
     )
 
 
-def test_lines_beside_the_default_usage_are_each_refused() -> None:
+def test_lines_beside_usage_are_each_refused() -> None:
     problems = problems_of(
         """\
         owner:
+          give_way: usage
           reserve: 1
           cpu_pressure: 5
           memory_pressure: 0
@@ -209,19 +217,30 @@ def test_lines_beside_the_default_usage_are_each_refused() -> None:
         """
     )
     assert [(p.path, p.line) for p in problems] == [
-        ("owner.cpu_pressure", 3),
-        ("owner.memory_pressure", 4),
-        ("owner.io_pressure", 5),
+        ("owner.cpu_pressure", 4),
+        ("owner.memory_pressure", 5),
+        ("owner.io_pressure", 6),
     ]
     for problem, key in zip(problems, LINES, strict=True):
         assert problem.message == (
-            f"{key} is read only with give_way: pressure; give_way is usage (the default)"
+            f"{key} is read only with give_way: pressure; give_way is usage (line 2)"
         )
+
+
+def test_lines_beside_the_default_load() -> None:
+    owner = load("owner:\n  reserve: 1\n  cpu_pressure: 5\n  io_pressure: 100\n").owner
+    assert (owner.give_way, owner.cpu_pressure, owner.io_pressure) == (
+        GiveWayMode.PRESSURE,
+        5.0,
+        100.0,
+    )
 
 
 def test_a_line_beside_usage_is_refused_even_at_its_default_value() -> None:
     """Written is written: a line the rule never reads is refused whatever it says."""
-    (problem,) = problems_of(f"owner:\n  cpu_pressure: {C.DEFAULT_OWNER_CPU_PRESSURE}\n")
+    (problem,) = problems_of(
+        f"owner:\n  give_way: usage\n  cpu_pressure: {C.DEFAULT_OWNER_CPU_PRESSURE}\n"
+    )
     assert problem.path == "owner.cpu_pressure"
 
 
@@ -419,25 +438,23 @@ def test_random_owner_sections_round_trip(section: dict[str, object]) -> None:
 # --- reloads --------------------------------------------------------------------------------
 
 
-def test_a_reload_without_give_way_goes_back_to_usage_and_refuses_the_lines_left(
-    tmp_path: Path,
-) -> None:
+def test_a_reload_without_give_way_goes_back_to_pressure_and_its_lines(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("owner:\n  give_way: pressure\n  cpu_pressure: 5\n")
-    assert load_config(str(path)).owner.cpu_pressure == 5.0
-    path.write_text("owner:\n  cpu_pressure: 5\n")  # the mode removed, the line forgotten
-    with pytest.raises(ConfigError, match=r"give_way is usage \(the default\)") as info:
-        load_config(str(path))
-    assert (info.value.file, info.value.line) == (str(path), 2)
-    path.write_text("owner:\n  reserve: 1\n")
+    path.write_text("owner:\n  give_way: usage\n  reserve: 1\n")
+    assert load_config(str(path)).owner.give_way is GiveWayMode.USAGE
+    path.write_text("owner:\n  reserve: 1\n  cpu_pressure: 5\n")  # the mode removed
     owner = load_config(str(path)).owner
-    assert owner == OwnerConfig(reserve=1.0)
-    assert owner.give_way is GiveWayMode.USAGE and owner.cpu_pressure == 10.0
+    assert owner == OwnerConfig(reserve=1.0, cpu_pressure=5.0)
+    assert owner.give_way is GiveWayMode.PRESSURE
+    path.write_text("owner:\n  give_way: usage\n  cpu_pressure: 5\n")  # a line left behind
+    with pytest.raises(ConfigError, match=r"give_way is usage \(line 2\)") as info:
+        load_config(str(path))
+    assert (info.value.file, info.value.line) == (str(path), 3)
 
 
-FREEZE = "  freeze: 15s\n"
-PRESSURE = CONFIG.replace(FREEZE, FREEZE + "  give_way: pressure\n  io_pressure: null\n")
-LEFT_OVER = CONFIG.replace(FREEZE, FREEZE + "  give_way: usage\n  cpu_pressure: 5\n")
+USAGE = "  give_way: usage\n"
+PRESSURE = CONFIG.replace(USAGE, "  give_way: pressure\n  io_pressure: null\n")
+LEFT_OVER = CONFIG.replace(USAGE, USAGE + "  cpu_pressure: 5\n")
 
 
 @virtual

@@ -8,6 +8,7 @@ tests/integration/test_owner_first.py proves the same against a real dockerd and
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 from planctond.engine.errors import Conflict, EngineError
@@ -185,4 +186,34 @@ async def test_owner_cgroup_is_read_from_connect_and_follows_reloads(tmp_path: P
     (_, loaded) = rig.kinds(EventKind.CONFIG_LOADED)
     assert "owner.cgroup changed; the owner's CPU use is read from the whole host" in loaded.message
     assert len(rig.running()) == 3  # the pilots did not notice
+    await rig.shutdown()
+
+
+@virtual
+async def test_the_first_reading_starts_nothing_and_the_next_comes_at_once(tmp_path: Path) -> None:
+    """The sensor's first reading after Docker answers covers no time and reads zeros: an owner
+    already on every CPU must not meet pilots because of it (`give_way: usage`), and the next
+    reading comes within half a second, not a whole 10-s tick later."""
+    rig = await Rig.start(tmp_path, run=False)
+    rig.host.unmeasured_first = True
+    rig.host.owner_cpu = 4.0
+    rig.run()
+    await rig.idle(30)
+    assert not rig.engine.ops("create_and_start"), rig.say()
+    t = rig.host.sampled_at
+    assert [round(b - a, 1) for a, b in itertools.pairwise(t)][:3] == [0.5, 10.0, 10.0], t
+    rig.host.owner_cpu = 0.0
+    await rig.until(lambda: len(rig.running()) == 3, 11, "the pool once the owner left")
+    await rig.shutdown()
+
+
+@virtual
+async def test_an_idle_host_is_filled_half_a_second_after_the_first_reading(
+    tmp_path: Path,
+) -> None:
+    rig = await Rig.start(tmp_path, run=False)
+    rig.host.unmeasured_first = True
+    rig.run()
+    took = await rig.until(lambda: len(rig.running()) == 3, 5, "the pool")
+    assert 0.4 <= took <= 1.5, took
     await rig.shutdown()
