@@ -34,7 +34,9 @@ def pool_config(
     extra_top: str = "",
     reserve: float = 0.0,
     owner_cgroup: str | None = None,
+    give_way: str = "usage",
 ) -> str:
+    """`give_way: usage` unless a test says otherwise: the tests' owner is a burner's CPU use."""
     scope = f"  cgroup: {owner_cgroup}\n" if owner_cgroup else ""
     return f"""
 tick: 1s
@@ -45,6 +47,7 @@ owner:
   grace_kill: 3s
   grace_spawn: 4s
   freeze: 3s
+  give_way: {give_way}
 {scope}{extra_top}
 pools:
   default:

@@ -262,11 +262,11 @@ def _beside_a_busy_owner(
     The owner's memory and I/O stalls are left out of `pressure`: on a shared host they are
     other people's, and they are not what is tested."""
     burner.start(scope)
-    cfg = scope.config(max_pilots="2", cpus=1.0, reserve=0.0)
-    rule = f"  give_way: {give_way}\n"
+    cfg = scope.config(max_pilots="2", cpus=1.0, reserve=0.0, give_way=give_way)
     if give_way == "pressure":
-        rule += "  memory_pressure: null\n  io_pressure: null\n"
-    return factory(cfg.replace("  freeze: 3s\n", "  freeze: 3s\n" + rule))
+        lines = "  memory_pressure: null\n  io_pressure: null\n"
+        cfg = cfg.replace("  give_way: pressure\n", "  give_way: pressure\n" + lines)
+    return factory(cfg)
 
 
 def test_idle_pilots_start_beside_an_owner_on_every_core(
