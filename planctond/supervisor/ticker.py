@@ -66,6 +66,7 @@ class Ticker:
         self.heartbeat_hooks: list[Callable[[], None]] = []
         self.variable_sources: list[VariableSource] = []
         self.decision_hooks: list[DecisionHook] = []
+        self._note_keys: set[str] = set()  # the keys of the last decision's notes
 
     def _beat(self) -> None:
         for beat in self.heartbeat_hooks:
@@ -188,9 +189,18 @@ class Ticker:
                 log.exception("decision hook failed")
         for pool, verdict in ctx.verdicts.items():
             ctx.note(f"pool:{pool}", f"pool {pool}: {verdict.note}" if verdict.note else "")
-        for n in decision.notes:
-            ctx.note(n.split(":")[0], n)
+        self._decision_notes(decision.notes)
         self._apply(decision)
+
+    def _decision_notes(self, notes: Sequence[str]) -> None:
+        """Each note once while it holds; one that no longer holds is forgotten, so that the
+        journal says it again if it comes back (a pool's note is cleared by its verdict)."""
+        keys = {n.split(":")[0] for n in notes}
+        for n in notes:
+            self._ctx.note(n.split(":")[0], n)
+        for key in self._note_keys - keys:
+            self._ctx.note(key, "")
+        self._note_keys = keys
 
     def _apply(self, decision: Decision) -> None:
         ctx, ops = self._ctx, self._ops

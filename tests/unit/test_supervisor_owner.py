@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from pathlib import Path
+
+import pytest
 
 from planctond.engine.errors import Conflict, EngineError
 from planctond.policy.model import PilotPhase
@@ -216,4 +219,29 @@ async def test_an_idle_host_is_filled_half_a_second_after_the_first_reading(
     rig.run()
     took = await rig.until(lambda: len(rig.running()) == 3, 5, "the pool")
     assert 0.4 <= took <= 1.5, took
+    await rig.shutdown()
+
+
+@virtual
+async def test_a_note_that_comes_back_is_said_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host-wide note (here: `active_within` with no reading from logind) is said once while
+    it holds, and again when it comes back after it stopped holding."""
+    caplog.set_level(logging.INFO)
+    config = CONFIG.replace("  give_way: usage\n", "  give_way: usage\n  active_within: 60s\n")
+    rig = await Rig.start(tmp_path, config)
+    await rig.filled()
+
+    def said() -> int:
+        return sum("no owner_idle reading from logind" in r.getMessage() for r in caplog.records)
+
+    await rig.idle(30)  # three ticks with the note holding
+    assert said() == 1
+    rig.host.variables["owner_idle"] = 3600.0  # logind answers: the note no longer holds
+    await rig.idle(30)
+    assert said() == 1
+    del rig.host.variables["owner_idle"]  # and stops answering
+    await rig.idle(30)
+    assert said() == 2, rig.say()
     await rig.shutdown()
