@@ -183,8 +183,8 @@ def read_run_delays(tasks_file: str) -> dict[int, int] | None:
     for word in tids:
         tid = int(word)
         try:
-            with open(f"/proc/{tid}/schedstat", "rb") as f:
-                out[tid] = int(f.read().split()[1])
+            with open(f"/proc/{tid}/schedstat", encoding="ascii") as f:
+                out[tid] = parse_run_delay(f.read())
         except (OSError, ValueError, IndexError):
             continue
     return out

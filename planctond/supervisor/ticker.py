@@ -195,12 +195,12 @@ class Ticker:
     def _decision_notes(self, notes: Sequence[str]) -> None:
         """Each note once while it holds; one that no longer holds is forgotten, so that the
         journal says it again if it comes back (a pool's note is cleared by its verdict)."""
-        keys = {n.split(":")[0] for n in notes}
-        for n in notes:
-            self._ctx.note(n.split(":")[0], n)
-        for key in self._note_keys - keys:
+        keyed = {n.split(":")[0]: n for n in notes}
+        for key, n in keyed.items():
+            self._ctx.note(key, n)
+        for key in self._note_keys - keyed.keys():
             self._ctx.note(key, "")
-        self._note_keys = keys
+        self._note_keys = set(keyed)
 
     def _apply(self, decision: Decision) -> None:
         ctx, ops = self._ctx, self._ops
